@@ -1,0 +1,1 @@
+"""Server side of the serverless Caterva2: storage engine, API, Lambda handlers."""

@@ -1,0 +1,1 @@
+"""The HTTP layer: Caterva2's REST protocol over FastAPI (wrapped by Mangum on Lambda)."""

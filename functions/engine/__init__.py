@@ -1,0 +1,1 @@
+"""The storage engine: layout, manifests, publishing, the regional read path, events."""

@@ -1,0 +1,275 @@
+"""An allow-list expression language: parsed with :mod:`ast`, checked, evaluated with numpy.
+
+User expressions (``filter`` on structured arrays, lazy expressions) are never
+given to ``eval``.  They are parsed into Python's AST and every node must be in
+the allow-list below; names must be known operands or listed functions.  The
+checked tree is then evaluated by walking it with numpy.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Longest expression accepted, characters.
+MAX_LENGTH = 4000
+#: Most AST nodes in one expression (bounds evaluation work and memory).
+MAX_NODES = 400
+#: Deepest nesting accepted: Python's own parser recurses and would crash first.
+MAX_DEPTH = 40
+#: Largest integer literal exponent: ``x ** 10**9`` on integers would hang a worker.
+MAX_POWER = 64
+
+
+class ExpressionError(ValueError):
+    """An expression that is not in the language; the message names the offending token."""
+
+
+_BINOPS: dict[type, Callable] = {
+    ast.Add: np.add,
+    ast.Sub: np.subtract,
+    ast.Mult: np.multiply,
+    ast.Div: np.true_divide,
+    ast.FloorDiv: np.floor_divide,
+    ast.Mod: np.mod,
+    ast.Pow: np.power,
+    ast.BitAnd: np.bitwise_and,
+    ast.BitOr: np.bitwise_or,
+    ast.BitXor: np.bitwise_xor,
+    ast.LShift: np.left_shift,
+    ast.RShift: np.right_shift,
+}
+_UNARY: dict[type, Callable] = {
+    ast.USub: np.negative,
+    ast.UAdd: np.positive,
+    ast.Invert: np.invert,
+    ast.Not: np.logical_not,
+}
+_COMPARE: dict[type, Callable] = {
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+    ast.Eq: np.equal,
+    ast.NotEq: np.not_equal,
+}
+
+#: Elementwise functions by name.
+ELEMENTWISE: dict[str, Callable] = {
+    name: getattr(np, name)
+    for name in (
+        "sin cos tan arcsin arccos arctan arctan2 sinh cosh tanh arcsinh arccosh arctanh "
+        "exp expm1 log log10 log1p log2 sqrt abs absolute sign floor ceil trunc "
+        "real imag conj isnan isinf isfinite maximum minimum hypot power"
+    ).split()
+}
+ELEMENTWISE["where"] = np.where
+
+#: Reductions by name; they take an optional ``axis`` keyword (int).
+REDUCTIONS: dict[str, Callable] = {
+    "sum": np.sum,
+    "mean": np.mean,
+    "min": np.min,
+    "max": np.max,
+    "prod": np.prod,
+    "std": np.std,
+    "var": np.var,
+    "any": np.any,
+    "all": np.all,
+}
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A parsed expression that passed the allow-list, with the operand names it uses."""
+
+    text: str
+    tree: ast.Expression
+    names: frozenset[str]
+    has_reduction: bool
+
+
+def _depth(node: ast.AST, limit: int) -> int:
+    stack = [(node, 1)]
+    deepest = 0
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(current))
+    return deepest
+
+
+def _token(node: ast.AST, text: str) -> str:
+    segment = ast.get_source_segment(text, node)
+    return segment if segment else type(node).__name__
+
+
+def check(text: str, operands: set[str] | frozenset[str], *, allow_reductions: bool = True) -> Checked:
+    """Parse *text* and verify every node against the allow-list.
+
+    Parameters
+    ----------
+    text : str
+        The expression.
+    operands : set of str
+        Names that may appear as operands (dataset aliases or field names).
+    allow_reductions : bool
+        Whether ``sum(...)`` and friends are accepted.
+
+    Raises
+    ------
+    ExpressionError
+        Naming the offending token.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ExpressionError("the expression is empty")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"the expression is longer than {MAX_LENGTH} characters")
+    # Parentheses nest in the parser before our depth check can see the tree
+    if text.count("(") > MAX_NODES or text.count("[") > MAX_NODES:
+        raise ExpressionError("the expression nests too deeply")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise ExpressionError(f"the expression does not parse: {exc.__class__.__name__}: {exc}") from None
+    nodes = list(ast.walk(tree))
+    if len(nodes) > MAX_NODES:
+        raise ExpressionError(f"the expression has more than {MAX_NODES} parts")
+    if _depth(tree, MAX_DEPTH) > MAX_DEPTH:
+        raise ExpressionError(f"the expression nests deeper than {MAX_DEPTH} levels")
+    names: set[str] = set()
+    reduction = False
+    source = text.strip()
+    for node in nodes:
+        if isinstance(node, ast.Expression | ast.Load):
+            continue
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool | int | float | complex) or node.value is None:
+                continue
+            if isinstance(node.value, str | bytes) and len(node.value) <= 256:
+                continue  # comparisons against string fields; never evaluated as code
+            raise ExpressionError(f"literal {_token(node, source)!r} is not allowed")
+        if isinstance(node, ast.Name):
+            if node.id in operands:
+                names.add(node.id)
+                continue
+            if node.id in ELEMENTWISE or node.id in REDUCTIONS:
+                continue  # validated as a call below
+            raise ExpressionError(f"unknown name {node.id!r}")
+        if isinstance(node, ast.BinOp):
+            if type(node.op) not in _BINOPS:
+                raise ExpressionError(f"operator in {_token(node, source)!r} is not allowed")
+            if isinstance(node.op, ast.Pow) and isinstance(node.right, ast.Constant):
+                if isinstance(node.right.value, int | float) and abs(node.right.value) > MAX_POWER:
+                    raise ExpressionError(f"exponent in {_token(node, source)!r} is too large")
+            continue
+        if isinstance(node, ast.UnaryOp | ast.BoolOp | ast.Compare):
+            continue
+        if type(node) in _BINOPS or type(node) in _UNARY or type(node) in _COMPARE:
+            continue
+        if isinstance(node, ast.And | ast.Or):
+            continue
+        if isinstance(node, ast.Call):
+            reduction |= _check_call(node, source, allow_reductions)
+            continue
+        if isinstance(node, ast.keyword):
+            continue  # checked in _check_call
+        if isinstance(node, ast.Subscript):
+            if not (isinstance(node.value, ast.Name) and node.value.id in operands):
+                raise ExpressionError(f"only operands can be sliced: {_token(node, source)!r}")
+            continue
+        if isinstance(node, ast.Slice | ast.Tuple):
+            continue
+        raise ExpressionError(f"{_token(node, source)!r} is not allowed ({type(node).__name__})")
+    return Checked(text=source, tree=tree, names=frozenset(names), has_reduction=reduction)
+
+
+def _check_call(node: ast.Call, source: str, allow_reductions: bool) -> bool:
+    if not isinstance(node.func, ast.Name):
+        raise ExpressionError(f"call of {_token(node.func, source)!r} is not allowed")
+    name = node.func.id
+    if name in REDUCTIONS:
+        if not allow_reductions:
+            raise ExpressionError(f"reduction {name!r} is not allowed here")
+        if len(node.args) != 1:
+            raise ExpressionError(f"{name}() takes one argument")
+        for kw in node.keywords:
+            if kw.arg != "axis" or not _is_int_literal(kw.value):
+                raise ExpressionError(f"{name}() only takes an integer axis=, not {_token(kw, source)!r}")
+        return True
+    if name in ELEMENTWISE:
+        if node.keywords:
+            raise ExpressionError(f"{name}() takes no keywords")
+        if not 1 <= len(node.args) <= 3:
+            raise ExpressionError(f"{name}() takes 1 to 3 arguments")
+        return False
+    raise ExpressionError(f"function {name!r} is not allowed")
+
+
+def _is_int_literal(node: ast.AST) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool)
+
+
+def _literal_int(node: ast.AST) -> int:
+    if isinstance(node, ast.UnaryOp):
+        return -_literal_int(node.operand)
+    return int(node.value)
+
+
+def evaluate(checked: Checked, env: Mapping[str, object]):
+    """Evaluate a checked expression with numpy over the arrays in *env*."""
+    with np.errstate(all="ignore"):
+        return _eval(checked.tree.body, env)
+
+
+def _eval(node: ast.AST, env: Mapping[str, object]):
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return env[node.id]
+    if isinstance(node, ast.BinOp):
+        return _BINOPS[type(node.op)](_eval(node.left, env), _eval(node.right, env))
+    if isinstance(node, ast.UnaryOp):
+        return _UNARY[type(node.op)](_eval(node.operand, env))
+    if isinstance(node, ast.BoolOp):
+        fn = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        values = [_eval(v, env) for v in node.values]
+        result = values[0]
+        for value in values[1:]:
+            result = fn(result, value)
+        return result
+    if isinstance(node, ast.Compare):
+        left = _eval(node.left, env)
+        result = None
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
+            right = _eval(right_node, env)
+            part = _COMPARE[type(op)](left, right)
+            result = part if result is None else np.logical_and(result, part)
+            left = right
+        return result
+    if isinstance(node, ast.Call):
+        name = node.func.id
+        args = [_eval(a, env) for a in node.args]
+        if name in REDUCTIONS:
+            axis = next((_literal_int(k.value) for k in node.keywords), None)
+            return REDUCTIONS[name](args[0], axis=axis)
+        return ELEMENTWISE[name](*args)
+    if isinstance(node, ast.Subscript):
+        return np.asarray(env[node.value.id])[_eval_index(node.slice, env)]
+    raise ExpressionError(f"cannot evaluate {type(node).__name__}")  # unreachable after check()
+
+
+def _eval_index(node: ast.AST, env):
+    if isinstance(node, ast.Tuple):
+        return tuple(_eval_index(e, env) for e in node.elts)
+    if isinstance(node, ast.Slice):
+        parts = [None if p is None else int(_eval(p, env)) for p in (node.lower, node.upper, node.step)]
+        return slice(*parts)
+    return int(_eval(node, env))

@@ -1,0 +1,33 @@
+"""Object keys of the storage layout (DESIGN.md §2, docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import hashlib
+
+ROOTS_KEY = "roots.json"
+SUBSCRIPTIONS_KEY = "s/subscriptions.json"
+
+
+def chunk_hash(data: bytes) -> str:
+    """Content address of a compressed chunk: blake2b-256, hex (fast, collision-safe)."""
+    return hashlib.blake2b(data, digest_size=32).hexdigest()
+
+
+def chunk_key(digest: str) -> str:
+    """Key of a chunk object; the first two hex digits spread keys over 256 S3 prefixes."""
+    return f"c/{digest[:2]}/{digest}"
+
+
+def manifest_key(root: str, path: str, version: int, content_hash: str) -> str:
+    """Key of an immutable manifest; the hash suffix keeps racing publishers apart."""
+    return f"m/{root}/{path}/{version}-{content_hash[:12]}.json"
+
+
+def head_key(root: str, path: str) -> str:
+    """Key of a dataset's head, the one mutable object per dataset."""
+    return f"h/{root}/{path}.json"
+
+
+def catalog_key(root: str) -> str:
+    """Key of a root's catalog (what ``list`` reads in one GET)."""
+    return f"r/{root}.json"

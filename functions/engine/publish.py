@@ -1,0 +1,326 @@
+"""Publishing: upload missing chunks → write manifest → CAS head and catalog → emit event.
+
+A crash at any step leaves the previous version fully readable (DESIGN.md §2):
+chunks and manifests are immutable and only become reachable when the head's
+conditional write succeeds.  Orphans from a lost race are garbage, never
+corruption.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from functions.engine import layout
+from functions.engine.content import Loaded, load_path
+from functions.engine.events import EventSink, NullSink
+from functions.engine.model import Catalog, ChangeEvent, Head, Manifest, dumps, utcnow_iso
+from functions.storage.ports import BlobStore, NotFound, PreconditionFailed
+
+log = logging.getLogger(__name__)
+
+#: Attempts at a conditional write before giving up with :class:`Conflict`.  Each
+#: loss means another writer committed in between; more than a few in a row is
+#: contention worth reporting rather than spinning on.
+MAX_CAS_ATTEMPTS = 8
+
+
+class Conflict(RuntimeError):
+    """Another writer kept winning the head's conditional write."""
+
+
+@dataclass
+class PublishResult:
+    """What one dataset's publish did."""
+
+    root: str
+    path: str
+    status: str  # "published" | "unchanged" | "deleted" | "absent"
+    version: int
+    uploaded_chunks: int = 0
+    uploaded_bytes: int = 0
+    changed_chunks: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """JSON form for CLIs and logs."""
+        return dict(self.__dict__)
+
+
+class Publisher:
+    """Writes datasets into the origin bucket following the storage layout.
+
+    Parameters
+    ----------
+    store : BlobStore
+        The origin bucket.
+    events : EventSink
+        Where committed versions are announced (SNS in production).
+    executor : ThreadPoolExecutor, optional
+        Used for parallel chunk uploads; S3 latency, not bandwidth, bounds a
+        publish of many small chunks.
+    clock : callable, optional
+        Returns the mtime of a new version (ISO-8601 UTC).
+    """
+
+    def __init__(
+        self,
+        store: BlobStore,
+        events: EventSink | None = None,
+        *,
+        executor: ThreadPoolExecutor | None = None,
+        clock: Callable[[], str] = utcnow_iso,
+    ) -> None:
+        self.store = store
+        self.events = events or NullSink()
+        self._pool = executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="publish")
+        self._clock = clock
+
+    # ------------------------------------------------------------------ reads
+
+    def read_head(self, root: str, path: str) -> tuple[Head | None, str | None]:
+        """Current head and its etag (None, None when the dataset never existed)."""
+        try:
+            blob = self.store.get(layout.head_key(root, path))
+        except NotFound:
+            return None, None
+        return Head.from_json(json.loads(blob.data)), blob.etag
+
+    def read_manifest(self, key: str) -> Manifest:
+        """A stored manifest."""
+        return Manifest.from_bytes(self.store.get(key).data)
+
+    def read_catalog(self, root: str) -> tuple[Catalog | None, str | None]:
+        """A root's catalog and its etag."""
+        try:
+            blob = self.store.get(layout.catalog_key(root))
+        except NotFound:
+            return None, None
+        return Catalog.from_bytes(blob.data), blob.etag
+
+    # ------------------------------------------------------------------ chunks
+
+    def _upload_chunks(self, loaded: Loaded, known: set[str]) -> tuple[int, int]:
+        """Upload chunks not already known to be stored; return (count, bytes)."""
+        todo: dict[str, bytes] = {}
+        for ref, data in zip(loaded.content.refs, loaded.chunks, strict=True):
+            if ref.digest and ref.digest not in known:
+                todo.setdefault(ref.digest, data)
+        if not todo:
+            return 0, 0
+
+        def upload(item: tuple[str, bytes]) -> int:
+            digest, data = item
+            key = layout.chunk_key(digest)
+            # A HEAD first: it costs a round trip but no bytes, and identical
+            # chunks (other datasets, earlier versions) are common
+            if self.store.exists(key):
+                return 0
+            try:
+                self.store.put(key, data, if_none_match=True)
+            except PreconditionFailed:
+                return 0  # a concurrent publisher stored the same bytes
+            return len(data)
+
+        sizes = list(self._pool.map(upload, todo.items()))
+        return sum(1 for s in sizes if s), sum(sizes)
+
+    # ------------------------------------------------------------------ commit
+
+    def publish(self, root: str, path: str, loaded: Loaded) -> PublishResult:
+        """Publish one dataset version; a no-op when the content did not change.
+
+        Raises
+        ------
+        Conflict
+            If the head's conditional write kept losing to other writers.
+        """
+        content_hash = loaded.content.content_hash
+        uploaded = (0, 0)
+        for _attempt in range(MAX_CAS_ATTEMPTS):
+            head, etag = self.read_head(root, path)
+            live = head is not None and not head.deleted
+            if live and head.content_hash == content_hash:
+                self._ensure_catalog(head)
+                return PublishResult(root, path, "unchanged", head.version)
+            previous = self.read_manifest(head.manifest) if live else None
+            known = {r.digest for r in previous.refs if r.digest} if previous else set()
+            if uploaded == (0, 0):
+                uploaded = self._upload_chunks(loaded, known)
+            version = (head.version if head else 0) + 1
+            manifest = Manifest(root, path, version, self._clock(), loaded.content)
+            mkey = layout.manifest_key(root, path, version, content_hash)
+            try:
+                self.store.put(mkey, manifest.to_bytes(), if_none_match=True, content_type="application/json")
+            except PreconditionFailed:
+                continue  # same version and content raced in; re-read the head
+            new_head = Head(
+                root=root,
+                path=path,
+                version=version,
+                mtime=manifest.mtime,
+                kind=loaded.content.kind,
+                manifest=mkey,
+                content_hash=content_hash,
+                nbytes=int(loaded.content.geometry["nbytes"]),
+                cbytes=loaded.content.cbytes,
+            )
+            if not self._cas_head(new_head, etag):
+                continue
+            changed = _changed_chunks(previous, manifest)
+            self._commit_side_effects(new_head, head, changed, len(manifest.refs))
+            return PublishResult(root, path, "published", version, *uploaded, changed_chunks=changed)
+        raise Conflict(f"{root}/{path}: gave up after {MAX_CAS_ATTEMPTS} concurrent writes won the head")
+
+    def delete(self, root: str, path: str) -> PublishResult:
+        """Delete a dataset: a tombstone head (versions stay monotonic), catalog entry removed."""
+        for _attempt in range(MAX_CAS_ATTEMPTS):
+            head, etag = self.read_head(root, path)
+            if head is None or head.deleted:
+                return PublishResult(root, path, "absent", head.version if head else 0)
+            tomb = Head(root, path, head.version + 1, self._clock(), head.kind, None, None, deleted=True)
+            if self._cas_head(tomb, etag):
+                self._commit_side_effects(tomb, head, [], 0)
+                return PublishResult(root, path, "deleted", tomb.version)
+        raise Conflict(f"{root}/{path}: gave up deleting after {MAX_CAS_ATTEMPTS} concurrent writes")
+
+    def _cas_head(self, head: Head, etag: str | None) -> bool:
+        key = layout.head_key(head.root, head.path)
+        body = dumps(head.to_json())
+        try:
+            if etag is None:
+                self.store.put(key, body, if_none_match=True, content_type="application/json")
+            else:
+                self.store.put(key, body, if_match=etag, content_type="application/json")
+        except PreconditionFailed:
+            return False
+        return True
+
+    def _commit_side_effects(self, head: Head, previous: Head | None, changed: list[int], nchunks: int) -> None:
+        self._update_catalog(head)
+        event = ChangeEvent(
+            type="deleted" if head.deleted else "published",
+            root=head.root,
+            path=head.path,
+            version=head.version,
+            previous_version=previous.version if previous else 0,
+            mtime=head.mtime,
+            manifest=head.manifest,
+            changed_chunks=tuple(changed),
+            nchunks=nchunks,
+        )
+        try:
+            self.events.emit(event)
+        except Exception:  # noqa: BLE001 - the version is committed; TTL revalidation heals a lost event
+            log.exception("could not emit change event for %s/%s v%d", head.root, head.path, head.version)
+
+    # ------------------------------------------------------------------ catalog
+
+    def _ensure_catalog(self, head: Head) -> None:
+        """Repair a catalog that missed a committed head (a crash between the two writes)."""
+        catalog, _ = self.read_catalog(head.root)
+        entry = catalog.datasets.get(head.path) if catalog else None
+        if entry is None or entry.get("version", 0) < head.version:
+            self._update_catalog(head)
+
+    def _update_catalog(self, head: Head) -> None:
+        """Merge *head* into its root's catalog (CAS loop; an older head never overwrites a newer one)."""
+        for _attempt in range(MAX_CAS_ATTEMPTS * 4):
+            catalog, etag = self.read_catalog(head.root)
+            created = catalog is None
+            catalog = catalog or Catalog(head.root)
+            entry = catalog.datasets.get(head.path)
+            if entry is not None and entry.get("version", 0) >= head.version:
+                return
+            if head.deleted:
+                if entry is None and not created:
+                    return
+                catalog.datasets.pop(head.path, None)
+            else:
+                catalog.datasets[head.path] = head.to_json()
+            catalog.version += 1
+            key = layout.catalog_key(head.root)
+            try:
+                if etag is None:
+                    self.store.put(key, catalog.to_bytes(), if_none_match=True, content_type="application/json")
+                else:
+                    self.store.put(key, catalog.to_bytes(), if_match=etag, content_type="application/json")
+            except PreconditionFailed:
+                continue
+            if created:
+                self._register_root(head.root)
+            return
+        raise Conflict(f"catalog of {head.root}: too many concurrent writers")
+
+    def _register_root(self, root: str) -> None:
+        for _attempt in range(MAX_CAS_ATTEMPTS * 4):
+            try:
+                blob = self.store.get(layout.ROOTS_KEY)
+                roots, etag = json.loads(blob.data), blob.etag
+            except NotFound:
+                roots, etag = {"roots": {}}, None
+            if root in roots["roots"]:
+                return
+            roots["roots"][root] = {"name": root, "created": self._clock()}
+            try:
+                if etag is None:
+                    self.store.put(layout.ROOTS_KEY, dumps(roots), if_none_match=True)
+                else:
+                    self.store.put(layout.ROOTS_KEY, dumps(roots), if_match=etag)
+                return
+            except PreconditionFailed:
+                continue
+        raise Conflict("roots index: too many concurrent writers")
+
+    # ------------------------------------------------------------------ directories
+
+    def publish_file(self, root: str, path: str, local: Path) -> PublishResult:
+        """Publish one local file as ``root/path``."""
+        return self.publish(root, path, load_path(local))
+
+    def publish_directory(
+        self,
+        root: str,
+        directory: Path,
+        *,
+        progress: Callable[[PublishResult], None] | None = None,
+    ) -> list[PublishResult]:
+        """Publish every file below *directory* as *root*; remove datasets whose file is gone.
+
+        Hidden files and directories (names starting with ``.``) are skipped.
+        """
+        directory = Path(directory)
+        results = []
+        seen = set()
+        for local in _walk(directory):
+            rel = local.relative_to(directory).as_posix()
+            seen.add(rel)
+            result = self.publish_file(root, rel, local)
+            results.append(result)
+            if progress:
+                progress(result)
+        catalog, _ = self.read_catalog(root)
+        for path in sorted(set(catalog.datasets) - seen if catalog else ()):
+            result = self.delete(root, path)
+            results.append(result)
+            if progress:
+                progress(result)
+        return results
+
+
+def _walk(directory: Path) -> Iterable[Path]:
+    for path in sorted(directory.rglob("*")):
+        rel = path.relative_to(directory)
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        yield path
+
+
+def _changed_chunks(previous: Manifest | None, current: Manifest) -> list[int]:
+    if previous is None:
+        return list(range(len(current.refs)))
+    old = previous.refs
+    return [i for i, ref in enumerate(current.refs) if i >= len(old) or old[i].identity != ref.identity]

@@ -1,0 +1,356 @@
+"""The regional read path (DESIGN.md §4): heads, manifests and chunks through a cache bucket.
+
+Chunks are immutable and content-addressed, so a cached chunk is valid forever;
+only heads, catalogs and the roots index can go stale.  Their cache-bucket
+copies carry the time they were last checked against the origin, are refreshed
+by change events (:meth:`Region.apply_event`), and are revalidated after
+``head_ttl`` seconds as the safety net for lost events.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from functions.engine import layout
+from functions.engine.model import Catalog, ChangeEvent, Head, Manifest, dumps
+from functions.storage.ports import BlobStore, NotFound, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class DatasetNotFound(LookupError):
+    """No such root or dataset (or it was deleted)."""
+
+
+class OriginUnavailable(RuntimeError):
+    """The origin could not be reached and nothing cached can answer."""
+
+
+class CorruptChunk(RuntimeError):
+    """A chunk's bytes do not match its content address."""
+
+
+@dataclass
+class CacheStats:
+    """Per-request figures for the ``X-Cat-Cache`` header and metrics."""
+
+    hits: int = 0
+    misses: int = 0
+    origin_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, hits: int = 0, misses: int = 0, origin_bytes: int = 0) -> None:
+        """Count chunks served from the region, fetched from the origin, and origin bytes."""
+        with self._lock:
+            self.hits += hits
+            self.misses += misses
+            self.origin_bytes += origin_bytes
+
+    def header(self) -> str:
+        """``hits=H misses=M origin-bytes=B``."""
+        return f"hits={self.hits} misses={self.misses} origin-bytes={self.origin_bytes}"
+
+
+class ByteLRU:
+    """A thread-safe LRU bounded by total value bytes (a warm Lambda container keeps it)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        """The value, marked recently used, or None."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: bytes) -> None:
+        """Insert, evicting least recently used values beyond the byte bound."""
+        if len(value) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._size -= len(old)
+            self._items[key] = value
+            self._size += len(value)
+            while self._size > self.max_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self._size -= len(evicted)
+
+
+class Region:
+    """One region's view of the data: origin bucket + regional cache bucket.
+
+    Parameters
+    ----------
+    origin : BlobStore
+        The origin bucket (truth).
+    cache : BlobStore or None
+        The region's cache bucket; None reads the origin directly.
+    head_ttl : float
+        Seconds a cache-bucket copy of a head/catalog is trusted before it is
+        revalidated against the origin (the safety net for lost events).
+    memo_ttl : float
+        Seconds this process trusts what it read of a head without asking the
+        cache bucket again.  Kept well under a second so events show at once.
+    lru_bytes : int
+        Bound of the in-process chunk/manifest LRU.
+    workers : int
+        Parallel chunk fetches; S3 latency (tens of ms) is what they hide.
+    """
+
+    def __init__(
+        self,
+        origin: BlobStore,
+        cache: BlobStore | None = None,
+        *,
+        head_ttl: float = 2.0,
+        memo_ttl: float = 0.2,
+        lru_bytes: int = 256 << 20,
+        workers: int = 32,
+        wall: Callable[[], float] = time.time,
+        verify_chunks: bool = True,
+    ) -> None:
+        self.origin = origin
+        self.cache = cache
+        self.head_ttl = head_ttl
+        self.memo_ttl = memo_ttl
+        self.lru = ByteLRU(lru_bytes)
+        self._memo: dict[str, tuple[float, object]] = {}
+        self._memo_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunks")
+        self._wall = wall
+        self.verify_chunks = verify_chunks
+
+    # ------------------------------------------------------------------ metadata
+
+    def _origin_json(self, key: str):
+        try:
+            return json.loads(self.origin.get(key).data)
+        except NotFound:
+            return None
+        except StoreUnavailable as exc:
+            raise OriginUnavailable(str(exc)) from exc
+
+    def _write_copy(self, key: str, value) -> None:
+        try:
+            self.cache.put(key, dumps({"validated_at": self._wall(), "value": value}))
+        except StoreUnavailable:
+            log.warning("cache bucket unavailable; not caching %s", key)
+
+    def _meta(self, key: str, *, fresh: bool = False):
+        """JSON at *key*: memo → cache-bucket copy (within TTL) → origin (and copy it)."""
+        now = time.monotonic()
+        if not fresh:
+            with self._memo_lock:
+                hit = self._memo.get(key)
+            if hit is not None and now - hit[0] < self.memo_ttl:
+                return hit[1]
+        value = self._meta_uncached(key, fresh)
+        with self._memo_lock:
+            self._memo[key] = (now, value)
+        return value
+
+    def _meta_uncached(self, key: str, fresh: bool):
+        if self.cache is None:
+            return self._origin_json(key)
+        copy = None
+        try:
+            copy = json.loads(self.cache.get(key).data)
+        except NotFound:
+            pass
+        except StoreUnavailable:
+            log.warning("cache bucket unavailable; reading %s from the origin", key)
+            return self._origin_json(key)
+        if copy is not None and not fresh and self._wall() - copy["validated_at"] < self.head_ttl:
+            return copy["value"]
+        try:
+            value = self._origin_json(key)
+        except OriginUnavailable:
+            if copy is not None:
+                return copy["value"]  # stale but served: the origin is down (DESIGN.md §4)
+            raise
+        self._write_copy(key, value)
+        return value
+
+    def forget(self, key: str) -> None:
+        """Drop the in-process memo of *key* (after an event or a local write)."""
+        with self._memo_lock:
+            self._memo.pop(key, None)
+
+    def head(self, root: str, path: str) -> Head:
+        """The current head of a dataset.
+
+        Raises
+        ------
+        DatasetNotFound
+            If it does not exist or was deleted.
+        """
+        value = self._meta(layout.head_key(root, path))
+        if value is None or value.get("deleted"):
+            raise DatasetNotFound(f"{root}/{path}")
+        return Head.from_json(value)
+
+    def catalog(self, root: str) -> Catalog:
+        """A root's catalog; raises :class:`DatasetNotFound` for an unknown root."""
+        value = self._meta(layout.catalog_key(root))
+        if value is None:
+            raise DatasetNotFound(root)
+        return Catalog(root=value["root"], version=value["version"], datasets=value["datasets"])
+
+    def roots(self) -> dict:
+        """``{name: {...}}`` of every published root."""
+        value = self._meta(layout.ROOTS_KEY)
+        return dict(value["roots"]) if value else {}
+
+    def manifest(self, head: Head) -> Manifest:
+        """The manifest a head names (immutable, so cached without revalidation)."""
+        key = head.manifest
+        data = self.lru.get(key)
+        if data is None:
+            data = self._immutable(key, CacheStats())
+            self.lru.put(key, data)
+        return Manifest.from_bytes(data)
+
+    def dataset(self, root: str, path: str) -> Manifest:
+        """Current manifest of ``root/path``."""
+        return self.manifest(self.head(root, path))
+
+    # ------------------------------------------------------------------ chunks
+
+    def _immutable(self, key: str, stats: CacheStats, digest: str | None = None) -> bytes:
+        """An immutable object: cache bucket, else origin (then stored in the cache)."""
+        if self.cache is not None:
+            try:
+                data = self.cache.get(key).data
+                stats.add(hits=1)
+                return data
+            except NotFound:
+                pass
+            except StoreUnavailable:
+                log.warning("cache bucket unavailable; reading %s from the origin", key)
+        try:
+            data = self.origin.get(key).data
+        except StoreUnavailable as exc:
+            raise OriginUnavailable(f"origin unreachable and {key} is not cached: {exc}") from exc
+        except NotFound:
+            raise DatasetNotFound(f"object {key} is missing from the origin") from None
+        if digest is not None and self.verify_chunks and layout.chunk_hash(data) != digest:
+            raise CorruptChunk(f"chunk {digest} read from the origin does not match its hash")
+        stats.add(misses=1, origin_bytes=len(data))
+        if self.cache is not None:
+            try:
+                self.cache.put(key, data)
+            except StoreUnavailable:
+                log.warning("cache bucket unavailable; not caching %s", key)
+        return data
+
+    def chunk(self, manifest: Manifest, nchunk: int, stats: CacheStats) -> bytes:
+        """One chunk's bytes."""
+        return self.chunks(manifest, [nchunk], stats)[nchunk]
+
+    def chunks(self, manifest: Manifest, indices: Iterable[int], stats: CacheStats) -> dict[int, bytes]:
+        """Bytes of the chunks at *indices*, fetched in parallel; identical chunks once."""
+        out: dict[int, bytes] = {}
+        wanted: dict[str, list[int]] = {}
+        for i in indices:
+            ref = manifest.refs[i]
+            if ref.inline is not None:
+                out[i] = ref.inline
+                continue
+            data = self.lru.get(ref.digest)
+            if data is not None:
+                stats.add(hits=1)
+                out[i] = data
+            else:
+                wanted.setdefault(ref.digest, []).append(i)
+
+        def fetch(digest: str) -> tuple[str, bytes]:
+            return digest, self._immutable(layout.chunk_key(digest), stats, digest)
+
+        for digest, data in self._pool.map(fetch, wanted):
+            self.lru.put(digest, data)
+            for i in wanted[digest]:
+                out[i] = data
+        return out
+
+    def ensure_cached(self, manifest: Manifest, indices: Iterable[int], stats: CacheStats) -> None:
+        """Make sure the chunks are in the cache bucket (for presigned read plans)."""
+        if self.cache is None:
+            return
+
+        def ensure(digest: str) -> None:
+            key = layout.chunk_key(digest)
+            if not self.cache.exists(key):
+                self._immutable(key, stats, digest)
+            else:
+                stats.add(hits=1)
+
+        digests = {manifest.refs[i].digest for i in indices if manifest.refs[i].digest}
+        list(self._pool.map(ensure, digests))
+
+    def presign(self, digest: str, expires: int) -> str | None:
+        """A presigned GET of a chunk in the cache bucket (or the origin without one)."""
+        store = self.cache if self.cache is not None else self.origin
+        return store.presign_get(layout.chunk_key(digest), expires)
+
+    # ------------------------------------------------------------------ events
+
+    def apply_event(self, event: ChangeEvent, *, prefetch: bool = False) -> bool:
+        """Bring this region's copies up to *event*; idempotent, ignores stale events.
+
+        Returns True when something changed.  The origin is re-read rather than
+        trusting the event body, so a duplicated, reordered or forged event can
+        only make the copy fresher, never wrong.
+        """
+        if self.cache is None:
+            return False
+        key = layout.head_key(event.root, event.path)
+        try:
+            copy = json.loads(self.cache.get(key).data)["value"]
+        except NotFound:
+            copy = None
+        if copy is not None and int(copy.get("version", 0)) >= event.version:
+            return False
+        value = self._meta(key, fresh=True)
+        self._meta(layout.catalog_key(event.root), fresh=True)
+        self._meta(layout.ROOTS_KEY, fresh=True)
+        if prefetch and value and not value.get("deleted") and event.changed_chunks:
+            manifest = self.manifest(Head.from_json(value))
+            valid = [i for i in event.changed_chunks if 0 <= i < len(manifest.refs)]
+            self.ensure_cached(manifest, valid, CacheStats())
+        return True
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def subscriptions(self) -> set[str]:
+        """Roots this region follows (prefetching their changed chunks)."""
+        if self.cache is None:
+            return set()
+        try:
+            return set(json.loads(self.cache.get(layout.SUBSCRIPTIONS_KEY).data)["roots"])
+        except NotFound:
+            return set()
+
+    def set_subscribed(self, root: str, subscribed: bool) -> set[str]:
+        """Subscribe or unsubscribe *root*; returns the new set."""
+        if self.cache is None:
+            raise OriginUnavailable("this region has no cache bucket to subscribe into")
+        roots = self.subscriptions()
+        roots = roots | {root} if subscribed else roots - {root}
+        self.cache.put(layout.SUBSCRIPTIONS_KEY, dumps({"roots": sorted(roots)}))
+        return roots

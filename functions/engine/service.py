@@ -1,0 +1,309 @@
+"""The read side of the API as domain code: roots, list, info, fetch, chunk, download, plan.
+
+Nothing here knows about HTTP: the FastAPI layer parses parameters, calls these
+methods and turns :mod:`functions.engine.errors` into status codes.
+"""
+
+from __future__ import annotations
+
+import math
+import mimetypes
+import posixpath
+from dataclasses import dataclass
+
+import blosc2
+import numpy as np
+
+from catclient import wire
+from functions.engine import expr
+from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
+from functions.engine.model import Manifest
+from functions.engine.reader import CacheStats, Region
+
+#: Largest selection assembled in memory for one fetch (bytes, uncompressed).  A
+#: Lambda has at most 10 GB; beyond this the answer could not be sent anyway.
+MAX_SELECTION_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Download:
+    """A body ready to send."""
+
+    body: bytes
+    media_type: str
+    filename: str
+    content_encoding: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchParams:
+    """What ``/api/fetch`` was asked for (already-split strings, unparsed)."""
+
+    slice_: str | None = None
+    field: str | None = None
+    filter: str | None = None
+    indices: str | list | None = None
+
+
+class ReadService:
+    """Answers the read endpoints from a :class:`Region`.
+
+    Parameters
+    ----------
+    region : Region
+        Where heads, manifests and chunks come from.
+    response_limit : int
+        Largest body in bytes (0 = unlimited); larger answers raise :class:`TooLarge`.
+    presign_ttl : int
+        Seconds presigned plan URLs stay valid.
+    """
+
+    def __init__(self, region: Region, *, response_limit: int = 0, presign_ttl: int = 300) -> None:
+        self.region = region
+        self.response_limit = response_limit
+        self.presign_ttl = presign_ttl
+
+    # ------------------------------------------------------------------ listing
+
+    def roots(self, subscribed: set[str] | None = None) -> dict:
+        """``{name: {"name", "subscribed"}}`` of every published root."""
+        subscribed = self.region.subscriptions() if subscribed is None else subscribed
+        return {
+            name: {"name": name, "subscribed": name in subscribed}
+            for name in sorted(self.region.roots())
+        }
+
+    def _entries(self, root: str) -> dict[str, dict]:
+        return self.region.catalog(root).datasets
+
+    def list(self, root: str, rel: str) -> list[str]:
+        """Files below ``root/rel`` relative to it, sorted; ``[basename]`` for a file."""
+        entries = self._entries(root)
+        if rel in entries:
+            return [posixpath.basename(rel)]
+        prefix = rel.rstrip("/") + "/" if rel else ""
+        return sorted(p[len(prefix) :] for p in entries if p.startswith(prefix))
+
+    def info(self, root: str, rel: str) -> dict:
+        """Caterva2's metadata JSON for a dataset, file, directory or root."""
+        if rel:
+            try:
+                return _info_json(self.region.dataset(root, rel))
+            except DatasetNotFound:
+                pass
+        entries = self._entries(root)
+        prefix = rel.rstrip("/") + "/" if rel else ""
+        inside = [e for p, e in entries.items() if p.startswith(prefix)]
+        if rel and not inside:
+            raise DatasetNotFound(f"{root}/{rel}")
+        return {
+            "kind": "group",
+            "mtime": max((e["mtime"] for e in inside), default=None),
+            "size": sum(int(e.get("nbytes", 0)) for e in inside),
+            "nfiles": len(inside),
+        }
+
+    # ------------------------------------------------------------------ data
+
+    def manifest(self, root: str, rel: str) -> Manifest:
+        """Current manifest of a dataset (404 for directories and unknown paths)."""
+        if not rel:
+            raise BadRequest(f"{root!r} is a root, not a dataset")
+        return self.region.dataset(root, rel)
+
+    def _check_size(self, nbytes: int, what: str, hint: str) -> None:
+        if self.response_limit and nbytes > self.response_limit:
+            raise TooLarge(
+                f"{what} is {_human(nbytes)}, over this server's response limit of "
+                f"{_human(self.response_limit)}: {hint}"
+            )
+
+    def chunk(self, root: str, rel: str, nchunk: int, stats: CacheStats) -> bytes:
+        """One stored chunk, exactly as ``schunk.get_chunk(nchunk)`` returns it."""
+        m = self.manifest(root, rel)
+        n = len(m.refs)
+        if not 0 <= nchunk < n:
+            raise BadRequest(f"nchunk {nchunk} is out of range: {rel} has {n} chunk(s) (0..{n - 1})")
+        return self.region.chunk(m, nchunk, stats)
+
+    def fetch(self, root: str, rel: str, params: FetchParams, stats: CacheStats) -> bytes:
+        """A cframe of the selection (whole datasets are re-framed without recompression)."""
+        m = self.manifest(root, rel)
+        if m.kind == "ndarray":
+            return self._fetch_ndarray(m, params, stats)
+        if params.field or params.filter or params.indices:
+            raise BadRequest(f"field, filter and indices apply to n-d arrays; {rel} is a {m.kind}")
+        return self._fetch_schunk(m, params.slice_, stats)
+
+    def _fetch_ndarray(self, m: Manifest, params: FetchParams, stats: CacheStats) -> bytes:
+        geo = m.geometry
+        dtype = wire.dtype_from_str(geo.dtype)
+        if params.field or params.filter:
+            if not dtype.fields:
+                raise BadRequest(f"field and filter need a structured dtype; {m.path} is {geo.dtype}")
+            if params.field and params.field not in dtype.fields:
+                raise BadRequest(f"no field {params.field!r} in {m.path}; fields: {', '.join(dtype.fields)}")
+        try:
+            key = wire.parse_indices(params.indices)
+            if key is None:
+                key = wire.parse_slice(params.slice_, len(geo.shape))
+            box, _, touched = wire.key_plan(key, geo.shape, geo.chunks) if geo.shape else ((), (), [0])
+        except (wire.SliceError, IndexError, TypeError) as exc:
+            raise BadRequest(str(exc)) from None
+        plain = not (key or params.field or params.filter)
+        if plain:
+            self._check_size(m.content.cbytes, f"{m.path}", "ask for slices, or read chunk-wise via /api/chunk")
+            arr = wire.assemble_ndarray(geo, self.region.chunks(m, range(len(m.refs)), stats))
+            return arr.to_cframe()
+        box_bytes = math.prod(s.stop - s.start for s in box) * dtype.itemsize if geo.shape else dtype.itemsize
+        if box_bytes > MAX_SELECTION_BYTES:
+            raise TooLarge(f"the selection spans {_human(box_bytes)}; ask for smaller slices")
+        chunks = self.region.chunks(m, touched, stats)
+        try:
+            result = wire.select_ndarray(geo, chunks, key)
+        except (wire.SliceError, IndexError) as exc:
+            raise BadRequest(str(exc)) from None
+        if params.filter:
+            result = _apply_filter(result, params.filter)
+        if params.field:
+            result = np.ascontiguousarray(result[params.field])
+        body = blosc2.asarray(np.asarray(result)).to_cframe()
+        self._check_size(len(body), "the selection", "ask for a smaller slice, or read chunk-wise")
+        return body
+
+    def _fetch_schunk(self, m: Manifest, slice_: str | None, stats: CacheStats) -> bytes:
+        geo = m.geometry
+        try:
+            key = wire.parse_slice(slice_, 1)
+            items = wire.schunk_item_range(key, geo.nitems)
+        except wire.SliceError as exc:
+            raise BadRequest(str(exc)) from None
+        if not key:
+            self._check_size(m.content.cbytes, m.path, "ask for a slice_ of it, or read chunk-wise")
+            chunks = self.region.chunks(m, range(len(m.refs)), stats)
+            return wire.assemble_schunk(geo, [chunks[i] for i in range(len(m.refs))]).to_cframe()
+        touched = wire.schunk_touched_chunks(items, geo.items_per_chunk)
+        if len(range(items.start, items.stop, items.step)) * geo.typesize > MAX_SELECTION_BYTES:
+            raise TooLarge("the selection is over 1 GiB; ask for smaller slices")
+        chunks = self.region.chunks(m, touched, stats)
+        data = wire.select_schunk(geo, touched[0] if touched else 0, [chunks[i] for i in touched], items)
+        cparams = blosc2.CParams(typesize=geo.typesize, codec=blosc2.Codec.ZSTD, clevel=5)
+        body = blosc2.SChunk(chunksize=max(len(data), geo.typesize), data=data, cparams=cparams).to_cframe()
+        self._check_size(len(body), "the selection", "ask for a smaller slice")
+        return body
+
+    def download(self, root: str, rel: str, *, blosc2_encoding: bool, stats: CacheStats) -> Download:
+        """The dataset as a file: frames as frames, plain files decompressed (or as cframe)."""
+        m = self.manifest(root, rel)
+        geo = m.geometry
+        name = posixpath.basename(rel)
+        hint = "use catclient (it reads big datasets straight from S3) or read chunk-wise via /api/chunk"
+        if m.kind == "file" and not blosc2_encoding:
+            self._check_size(geo.nbytes, name, hint)
+        else:
+            self._check_size(m.content.cbytes, name, hint)
+        chunks = self.region.chunks(m, range(len(m.refs)), stats)
+        if m.kind == "ndarray":
+            body = wire.assemble_ndarray(geo, chunks).to_cframe()
+            return Download(body, "application/octet-stream", name)
+        schunk = wire.assemble_schunk(geo, [chunks[i] for i in range(len(m.refs))])
+        if m.kind == "schunk":
+            return Download(schunk.to_cframe(), "application/octet-stream", name)
+        if blosc2_encoding:
+            return Download(schunk.to_cframe(), "application/octet-stream", name, content_encoding="blosc2")
+        media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return Download(schunk[:] if geo.nbytes else b"", media, name)
+
+    # ------------------------------------------------------------------ plans
+
+    def plan(self, root: str, rel: str, slice_: str | None, stats: CacheStats) -> dict:
+        """A read plan: the chunks a slice needs, as presigned URLs (or inline bytes)."""
+        m = self.manifest(root, rel)
+        geo = m.geometry
+        try:
+            if m.kind == "ndarray":
+                key = wire.parse_slice(slice_, len(geo.shape))
+                touched = wire.touched_chunks(geo.shape, geo.chunks, key)
+            else:
+                key = wire.parse_slice(slice_, 1)
+                touched = wire.schunk_touched_chunks(wire.schunk_item_range(key, geo.nitems), geo.items_per_chunk)
+        except wire.SliceError as exc:
+            raise BadRequest(str(exc)) from None
+        self.region.ensure_cached(m, touched, stats)
+        refs = []
+        for i in touched:
+            ref = m.refs[i]
+            if ref.inline is not None:
+                refs.append({"nchunk": i, "inline": wire.encode_inline(ref.inline), "size": ref.size})
+            else:
+                url = self.region.presign(ref.digest, self.presign_ttl)
+                refs.append({"nchunk": i, "hash": ref.digest, "size": ref.size, "url": url})
+        return {
+            "path": f"{root}/{rel}",
+            "version": m.version,
+            "mtime": m.mtime,
+            **m.content.geometry,
+            "vlmeta": m.content.vlmeta,
+            "slice_": wire.format_slice(key),
+            "expires_in": self.presign_ttl,
+            "chunk_refs": refs,
+        }
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _apply_filter(result: np.ndarray, text: str) -> np.ndarray:
+    names = set(result.dtype.fields)
+    try:
+        checked = expr.check(text, names, allow_reductions=False)
+        mask = expr.evaluate(checked, {n: result[n] for n in checked.names})
+    except expr.ExpressionError as exc:
+        raise BadRequest(f"filter {text!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"filter {text!r} cannot be evaluated: {exc}") from None
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_ or mask.shape != result.shape:
+        raise BadRequest(f"filter {text!r} must give one boolean per row")
+    return result[mask]
+
+
+def _info_json(m: Manifest) -> dict:
+    geo = m.geometry
+    c = m.content
+    schunk = {
+        "cbytes": c.cbytes,
+        "chunkshape": math.prod(geo.chunks) if geo.chunks else geo.items_per_chunk,
+        "chunksize": geo.chunksize,
+        "contiguous": True,
+        "cparams": dict(geo.cparams),
+        "cratio": round(geo.nbytes / c.cbytes, 4) if c.cbytes else 0.0,
+        "nbytes": geo.nbytes,
+        "urlpath": f"{m.root}/{m.path}",
+        "vlmeta": dict(c.vlmeta),
+        "nchunks": geo.nchunks,
+        "mtime": None,
+    }
+    if m.kind == "ndarray":
+        return {
+            "shape": list(geo.shape),
+            "chunks": list(geo.chunks),
+            "blocks": list(geo.blocks),
+            "dtype": geo.dtype,
+            "schunk": schunk,
+            "mtime": m.mtime,
+            "version": m.version,
+            # Byte ranges of a frame we assemble on demand are not offered; saying so
+            # here spares blosc2.Proxy a probing request (it reads chunks instead)
+            "accept_ranges": "none",
+        }
+    return {**schunk, "mtime": m.mtime, "version": m.version, "accept_ranges": "none"}
+
+
+def _human(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"

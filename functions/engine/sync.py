@@ -1,0 +1,42 @@
+"""Applying change events to a region (what the sync Lambda does)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from functions.engine.model import ChangeEvent
+from functions.engine.reader import Region
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """Result of one message: applied, ignored (stale/duplicate) or rejected (malformed)."""
+
+    status: str
+    detail: str = ""
+
+
+def parse_message(body: str) -> ChangeEvent:
+    """A change event from an SNS message body; raises ``ValueError`` if malformed."""
+    try:
+        data = json.loads(body)
+        return ChangeEvent.from_json(data)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a change event: {exc!r}") from None
+
+
+def apply_messages(region: Region, bodies: Iterable[str]) -> list[SyncOutcome]:
+    """Apply each message body to *region*; one bad message never stops the batch."""
+    subscribed = region.subscriptions()
+    out = []
+    for body in bodies:
+        try:
+            event = parse_message(body)
+        except ValueError as exc:
+            out.append(SyncOutcome("rejected", str(exc)))
+            continue
+        changed = region.apply_event(event, prefetch=event.root in subscribed)
+        out.append(SyncOutcome("applied" if changed else "ignored", f"{event.root}/{event.path} v{event.version}"))
+    return out

@@ -1,0 +1,62 @@
+"""An in-memory :class:`~functions.storage.ports.BlobStore` for tests and tools."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+
+from functions.storage.ports import Blob, NotFound, PreconditionFailed
+
+
+class MemoryStore:
+    """A dict of bytes with S3's conditional-write semantics.
+
+    Parameters
+    ----------
+    name : str
+        Stands in for the bucket name in logs and errors.
+    """
+
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
+        self._objects: dict[str, tuple[bytes, str]] = {}
+        self._lock = threading.Lock()
+        self.puts = 0  # writes that stored something, for tests that count uploads
+
+    def get(self, key: str) -> Blob:
+        with self._lock:
+            try:
+                data, etag = self._objects[key]
+            except KeyError:
+                raise NotFound(f"{self.name}/{key}") from None
+        return Blob(data, etag)
+
+    def put(self, key, data, *, if_match=None, if_none_match=False, content_type="application/octet-stream"):
+        data = bytes(data)
+        etag = '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
+        with self._lock:
+            current = self._objects.get(key)
+            if if_none_match and current is not None:
+                raise PreconditionFailed(f"{self.name}/{key} exists")
+            if if_match is not None and (current is None or current[1] != if_match):
+                raise PreconditionFailed(f"{self.name}/{key} changed")
+            self._objects[key] = (data, etag)
+            self.puts += 1
+        return etag
+
+    def exists(self, key: str) -> bool:
+        with self._lock:
+            return key in self._objects
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._objects.pop(key, None)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        with self._lock:
+            keys = sorted(k for k in self._objects if k.startswith(prefix))
+        yield from keys
+
+    def presign_get(self, key: str, expires: int) -> str | None:
+        return None

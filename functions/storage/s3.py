@@ -1,0 +1,89 @@
+"""The S3 adapter of the blob-store port: the only module that calls boto3's S3 API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+
+from functions.storage.ports import Blob, NotFound, PreconditionFailed, StoreUnavailable
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+# 409 ConditionalRequestConflict: S3's answer when two conditional writes race
+_CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+class S3Store:
+    """A bucket seen through the :class:`~functions.storage.ports.BlobStore` port.
+
+    Parameters
+    ----------
+    client : botocore S3 client
+        Built once by the caller (at cold start) and shared; boto3 clients are
+        thread-safe, which the parallel read path relies on.
+    bucket : str
+        Bucket name.
+    """
+
+    def __init__(self, client, bucket: str) -> None:
+        self._s3 = client
+        self.name = bucket
+
+    def _call(self, method: str, key: str, **kwargs):
+        try:
+            return getattr(self._s3, method)(Bucket=self.name, Key=key, **kwargs)
+        except ClientError as err:
+            code = _code(err)
+            if code in _NOT_FOUND:
+                raise NotFound(f"s3://{self.name}/{key}") from None
+            if code in _CONFLICT:
+                raise PreconditionFailed(f"s3://{self.name}/{key}: {code}") from None
+            if code in {"NoSuchBucket", "SlowDown", "ServiceUnavailable", "InternalError", "503", "500"}:
+                raise StoreUnavailable(f"s3://{self.name}: {code}") from err
+            raise
+        except (BotoConnectionError, BotoCoreError) as err:
+            raise StoreUnavailable(f"s3://{self.name} unreachable: {err}") from err
+
+    def get(self, key: str) -> Blob:
+        resp = self._call("get_object", key)
+        try:
+            data = resp["Body"].read()
+        except (BotoConnectionError, BotoCoreError) as err:
+            raise StoreUnavailable(f"s3://{self.name}/{key}: {err}") from err
+        return Blob(data, resp["ETag"])
+
+    def put(self, key, data, *, if_match=None, if_none_match=False, content_type="application/octet-stream"):
+        kwargs = {"Body": bytes(data), "ContentType": content_type}
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        return self._call("put_object", key, **kwargs)["ETag"]
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("head_object", key)
+        except NotFound:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        self._call("delete_object", key)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
+                for obj in page.get("Contents", ()):
+                    yield obj["Key"]
+        except (BotoConnectionError, BotoCoreError) as err:
+            raise StoreUnavailable(f"s3://{self.name} unreachable: {err}") from err
+
+    def presign_get(self, key: str, expires: int) -> str | None:
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.name, "Key": key}, ExpiresIn=int(expires)
+        )

@@ -1,0 +1,1 @@
+"""Deployment and local-run tooling: local stack, template-derived resources, example data."""

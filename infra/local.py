@@ -1,0 +1,337 @@
+"""The local stack: moto (S3/SNS/SQS) + one API per region + the event dispatcher.
+
+``python -m infra.local`` (what ``make run`` runs) starts, on 127.0.0.1 only:
+
+1. moto's server as a child process (or a thread, for tests);
+2. the resources ``template.yaml`` defines (origin, ingest and per-region cache
+   buckets, the change topic, one SNS→SQS queue per region standing in for the
+   SNS→sync-function subscription, and the ingest bucket's S3→SQS notification);
+3. a publish of ``root-example`` as the root ``example``;
+4. the API of each region under uvicorn (``PORT``, ``PORT+1``, ...);
+5. a dispatcher that drains the queues into the same handler code Lambda runs.
+
+When it can serve, it prints one line ``ready: {json}``.  Ctrl-C or SIGTERM stops
+everything it started.  All data lives in moto's memory and is gone on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import httpx
+
+from functions.aws import build_services
+from functions.services import Services
+from functions.settings import Settings
+
+log = logging.getLogger("cat-local")
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO / "template.yaml"
+_FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (for child processes that cannot take a socket)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class StackConfig:
+    """What to start.  ``port=0`` picks free ports (tests)."""
+
+    port: int = 8000
+    regions: int = 2
+    root_dir: Path | None = REPO / "root-example"
+    root_name: str = "example"
+    response_limit: int = 4_500_000
+    moto_in_thread: bool = False
+    prefix: str = "cat-local"
+    host: str = "127.0.0.1"
+    head_ttl: float = 2.0
+    poll_interval: float = 0.05
+
+
+@dataclass
+class RegionRuntime:
+    """One region's API: its services, uvicorn server and URL."""
+
+    label: str
+    services: Services
+    url: str = ""
+    server: object = None
+    thread: threading.Thread | None = None
+    queue_url: str = ""
+
+
+@dataclass
+class LocalStack:
+    """Start/stop the whole local deployment (used by ``make run`` and the tests)."""
+
+    config: StackConfig = field(default_factory=StackConfig)
+    endpoint_url: str = ""
+    regions: list[RegionRuntime] = field(default_factory=list)
+    resources: dict = field(default_factory=dict)
+    _moto: object = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ moto
+
+    def _start_moto(self) -> None:
+        for k, v in _FAKE_CREDENTIALS.items():
+            os.environ.setdefault(k, v)
+        port = free_port(self.config.host)
+        if self.config.moto_in_thread:
+            from moto.server import ThreadedMotoServer
+
+            self._moto = ThreadedMotoServer(ip_address=self.config.host, port=port, verbose=False)
+            self._moto.start()
+        else:
+            cmd = [sys.executable, "-m", "moto.server", "-H", self.config.host, "-p", str(port)]
+            self._moto = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.endpoint_url = f"http://{self.config.host}:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.endpoint_url + "/moto-api/", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"moto did not start on {self.endpoint_url}")
+
+    def _stop_moto(self) -> None:
+        if self._moto is None:
+            return
+        if isinstance(self._moto, subprocess.Popen):
+            self._moto.terminate()
+            try:
+                self._moto.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._moto.kill()
+        else:
+            self._moto.stop()
+        self._moto = None
+
+    def client(self, service: str):
+        """A boto3 client for moto."""
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name="us-east-1")
+
+    # ------------------------------------------------------------------ resources
+
+    def _create_resources(self) -> None:
+        from infra.template import create_local_resources, local_plan
+
+        labels = tuple(f"r{i + 1}" for i in range(self.config.regions))
+        plan = local_plan(TEMPLATE, prefix=self.config.prefix, regions=labels)
+        created = create_local_resources(plan, s3=self.client("s3"), sns=self.client("sns"), sqs=self.client("sqs"))
+        self.resources = {"plan": plan, **created}
+
+    # ------------------------------------------------------------------ regions
+
+    def _settings(self, label: str) -> Settings:
+        plan = self.resources["plan"]
+        return Settings(
+            origin_bucket=plan.origin_bucket,
+            cache_bucket=plan.cache_buckets[label],
+            ingest_bucket=plan.ingest_bucket,
+            topic_arn=self.resources["topic_arn"],
+            region_label=label,
+            response_limit=self.config.response_limit,
+            head_ttl=self.config.head_ttl,
+            endpoint_url=self.endpoint_url,
+        )
+
+    def _start_api(self, runtime: RegionRuntime, port: int) -> None:
+        import uvicorn
+
+        from functions.api.app import create_app
+
+        sock = _listen(self.config.host, port)
+        actual = sock.getsockname()[1]
+        config = uvicorn.Config(create_app(runtime.services), log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
+                                  name=f"api-{runtime.label}")
+        thread.start()
+        runtime.server, runtime.thread = server, thread
+        runtime.url = f"http://{self.config.host}:{actual}"
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    # ------------------------------------------------------------------ dispatcher
+
+    def _drain(self, sqs, queue_url: str, deliver) -> int:
+        resp = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages = resp.get("Messages", [])
+        if not messages:
+            return 0
+        records = [
+            {"eventSource": "aws:sqs", "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
+             "body": m["Body"], "attributes": {}, "messageAttributes": {}}
+            for m in messages
+        ]
+        try:
+            deliver({"Records": records})
+        except Exception:  # noqa: BLE001 - a handler bug must not stop the dispatcher; it is logged
+            log.exception("handler failed on a batch from %s", queue_url)
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+        return len(messages)
+
+    def _dispatch_loop(self) -> None:
+        from functions.handlers import ingest as ingest_handler
+        from functions.handlers import sync as sync_handler
+        from functions.storage.s3 import S3Store
+
+        sqs = self.client("sqs")
+        origin_services = self.regions[0].services
+        drop = S3Store(origin_services.clients["s3"], self.resources["plan"].ingest_bucket)
+        routes = [
+            (rt.queue_url, lambda ev, rt=rt: sync_handler.process(rt.services.region, ev)) for rt in self.regions
+        ]
+        routes.append(
+            (self.resources["ingest_queue_url"],
+             lambda ev: ingest_handler.process(origin_services.publisher, drop, ev))
+        )
+        while not self._stop.is_set():
+            busy = 0
+            for queue_url, deliver in routes:
+                try:
+                    busy += self._drain(sqs, queue_url, deliver)
+                except Exception:  # noqa: BLE001 - moto going away at shutdown, mostly
+                    if self._stop.is_set():
+                        return
+                    log.exception("dispatcher error on %s", queue_url)
+            if not busy:
+                self._stop.wait(self.config.poll_interval)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, *, publish: bool = True) -> LocalStack:
+        """Start everything; returns self once every API answers."""
+        self._start_moto()
+        self._create_resources()
+        for i in range(self.config.regions):
+            label = f"r{i + 1}"
+            runtime = RegionRuntime(label, build_services(self._settings(label)))
+            runtime.queue_url = self.resources["sync_queue_urls"][label]
+            self.regions.append(runtime)
+        if publish and self.config.root_dir is not None:
+            self.regions[0].services.publisher.publish_directory(self.config.root_name, self.config.root_dir)
+        for i, runtime in enumerate(self.regions):
+            self._start_api(runtime, self.config.port + i if self.config.port else 0)
+        dispatcher = threading.Thread(target=self._dispatch_loop, daemon=True, name="dispatcher")
+        dispatcher.start()
+        self._threads.append(dispatcher)
+        return self
+
+    def stop(self) -> None:
+        """Stop APIs, dispatcher and moto."""
+        self._stop.set()
+        for runtime in self.regions:
+            if runtime.server is not None:
+                runtime.server.should_exit = True
+        for runtime in self.regions:
+            if runtime.thread is not None:
+                runtime.thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._stop_moto()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def api_url(self) -> str:
+        """The first region's API URL."""
+        return self.regions[0].url
+
+    def ready_info(self) -> dict:
+        """What the ``ready:`` line reports."""
+        plan = self.resources["plan"]
+        return {
+            "api_url": self.api_url,
+            "api_urls": {rt.label: rt.url for rt in self.regions},
+            "aws_endpoint_url": self.endpoint_url,
+            "origin_bucket": plan.origin_bucket,
+            "ingest_bucket": plan.ingest_bucket,
+            "cache_buckets": dict(plan.cache_buckets),
+            "topic_arn": self.resources["topic_arn"],
+            "root": self.config.root_name,
+            "response_limit": self.config.response_limit,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``make run``: start the local stack and serve until interrupted."""
+    parser = argparse.ArgumentParser(prog="cat-local", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
+                        help="first region's API port (the next regions use PORT+1, ...); env PORT")
+    parser.add_argument("--regions", type=int, default=2, help="subscriber regions to run (default 2)")
+    parser.add_argument("--root-dir", type=Path, default=REPO / "root-example", help="directory to publish")
+    parser.add_argument("--root-name", default="example", help="name of the published root")
+    parser.add_argument("--response-limit", type=int,
+                        default=int(os.environ.get("CAT_RESPONSE_LIMIT", "4500000")),
+                        help="largest response body in bytes, as on Lambda (0 = unlimited)")
+    parser.add_argument("--tomo", action="store_true", help="generate the 64 MiB tomography stack first")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.tomo:
+        from infra.example_data import write_tomography
+
+        write_tomography(args.root_dir / "tomo-stack.b2nd")
+    stack = LocalStack(StackConfig(port=args.port, regions=args.regions, root_dir=args.root_dir,
+                                   root_name=args.root_name, response_limit=args.response_limit))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        stack.start()
+        print("ready: " + json.dumps(stack.ready_info()), flush=True)
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
