@@ -75,6 +75,7 @@ def parse_slice(text: str | None, ndim: int | None = None) -> Key:
     ------
     SliceError
         If the text is malformed or has too many entries.
+
     """
     if text is None or not text.strip():
         return ()
@@ -137,6 +138,7 @@ def normalize_key(key: Key, shape: Sequence[int]) -> tuple[tuple, list[int]]:
     ------
     SliceError
         If an index is out of range.
+
     """
     if len(key) > len(shape):
         raise SliceError(f"slice_ has {len(key)} entries for {len(shape)} dimension(s)")
@@ -171,7 +173,11 @@ def _dim_plan(entry, chunk: int) -> tuple[slice, object, list[int]]:
         if len(idx) == 0:
             return slice(0, 0), slice(0, 0), []
         lo, hi = min(idx[0], idx[-1]), max(idx[0], idx[-1]) + 1
-        rel = slice(idx[0] - lo, None if entry.step < 0 and idx[-1] == lo else idx[-1] - lo + (1 if entry.step > 0 else -1), entry.step)
+        rel = slice(
+            idx[0] - lo,
+            None if entry.step < 0 and idx[-1] == lo else idx[-1] - lo + (1 if entry.step > 0 else -1),
+            entry.step,
+        )
         return slice(lo, hi), rel, _chunk_ids_along(entry, chunk)
     return slice(entry, entry + 1), 0, [entry // chunk]
 

@@ -18,8 +18,13 @@ from functions.storage.s3 import S3Store
 
 # Parallel chunk GETs share one client: its pool must be at least as large as the
 # read path's thread pool or requests queue for connections.
-_S3_CONFIG = Config(max_pool_connections=64, retries={"max_attempts": 3, "mode": "standard"},
-                    connect_timeout=3, read_timeout=20, s3={"addressing_style": "path"})
+_S3_CONFIG = Config(
+    max_pool_connections=64,
+    retries={"max_attempts": 3, "mode": "standard"},
+    connect_timeout=3,
+    read_timeout=20,
+    s3={"addressing_style": "path"},
+)
 
 
 def s3_client(settings: Settings):

@@ -120,7 +120,9 @@ def write_tomography(path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("directory", nargs="?", default="root-example", type=Path)
     parser.add_argument("--tomo", action="store_true", help="also write the ~64 MiB tomo-stack.b2nd")
     args = parser.parse_args(argv)

@@ -152,7 +152,9 @@ class LocalStack:
 
         labels = tuple(f"r{i + 1}" for i in range(self.config.regions))
         plan = local_plan(TEMPLATE, prefix=self.config.prefix, regions=labels)
-        created = create_local_resources(plan, s3=self.client("s3"), sns=self.client("sns"), sqs=self.client("sqs"))
+        created = create_local_resources(
+            plan, s3=self.client("s3"), sns=self.client("sns"), sqs=self.client("sqs")
+        )
         self.resources = {"plan": plan, **created}
 
     # ------------------------------------------------------------------ regions
@@ -179,8 +181,9 @@ class LocalStack:
         actual = sock.getsockname()[1]
         config = uvicorn.Config(create_app(runtime.services), log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                                  name=f"api-{runtime.label}")
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"api-{runtime.label}"
+        )
         thread.start()
         runtime.server, runtime.thread = server, thread
         runtime.url = f"http://{self.config.host}:{actual}"
@@ -196,8 +199,14 @@ class LocalStack:
         if not messages:
             return 0
         records = [
-            {"eventSource": "aws:sqs", "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
-             "body": m["Body"], "attributes": {}, "messageAttributes": {}}
+            {
+                "eventSource": "aws:sqs",
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {},
+                "messageAttributes": {},
+            }
             for m in messages
         ]
         try:
@@ -219,11 +228,14 @@ class LocalStack:
         origin_services = self.regions[0].services
         drop = S3Store(origin_services.clients["s3"], self.resources["plan"].ingest_bucket)
         routes = [
-            (rt.queue_url, lambda ev, rt=rt: sync_handler.process(rt.services.region, ev)) for rt in self.regions
+            (rt.queue_url, lambda ev, rt=rt: sync_handler.process(rt.services.region, ev))
+            for rt in self.regions
         ]
         routes.append(
-            (self.resources["ingest_queue_url"],
-             lambda ev: ingest_handler.process(origin_services.publisher, drop, ev))
+            (
+                self.resources["ingest_queue_url"],
+                lambda ev: ingest_handler.process(origin_services.publisher, drop, ev),
+            )
         )
         while not self._stop.is_set():
             busy = 0
@@ -299,16 +311,24 @@ class LocalStack:
 
 def main(argv: list[str] | None = None) -> int:
     """``make run``: start the local stack and serve until interrupted."""
-    parser = argparse.ArgumentParser(prog="cat-local", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
-                        help="first region's API port (the next regions use PORT+1, ...); env PORT")
+    parser = argparse.ArgumentParser(
+        prog="cat-local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "8000")),
+        help="first region's API port (the next regions use PORT+1, ...); env PORT",
+    )
     parser.add_argument("--regions", type=int, default=2, help="subscriber regions to run (default 2)")
     parser.add_argument("--root-dir", type=Path, default=REPO / "root-example", help="directory to publish")
     parser.add_argument("--root-name", default="example", help="name of the published root")
-    parser.add_argument("--response-limit", type=int,
-                        default=int(os.environ.get("CAT_RESPONSE_LIMIT", "4500000")),
-                        help="largest response body in bytes, as on Lambda (0 = unlimited)")
+    parser.add_argument(
+        "--response-limit",
+        type=int,
+        default=int(os.environ.get("CAT_RESPONSE_LIMIT", "4500000")),
+        help="largest response body in bytes, as on Lambda (0 = unlimited)",
+    )
     parser.add_argument("--tomo", action="store_true", help="generate the 64 MiB tomography stack first")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -316,8 +336,15 @@ def main(argv: list[str] | None = None) -> int:
         from infra.example_data import write_tomography
 
         write_tomography(args.root_dir / "tomo-stack.b2nd")
-    stack = LocalStack(StackConfig(port=args.port, regions=args.regions, root_dir=args.root_dir,
-                                   root_name=args.root_name, response_limit=args.response_limit))
+    stack = LocalStack(
+        StackConfig(
+            port=args.port,
+            regions=args.regions,
+            root_dir=args.root_dir,
+            root_name=args.root_name,
+            response_limit=args.response_limit,
+        )
+    )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:

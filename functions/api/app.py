@@ -29,7 +29,9 @@ class CollapseSlashes:
         if scope["type"] == "http" and "//" in scope.get("path", ""):
             scope = dict(scope)
             scope["path"] = _SLASHES.sub("/", scope["path"])
-            scope["raw_path"] = _SLASHES.sub("/", scope.get("raw_path", b"").decode("latin-1")).encode("latin-1")
+            scope["raw_path"] = _SLASHES.sub("/", scope.get("raw_path", b"").decode("latin-1")).encode(
+                "latin-1"
+            )
         await self.app(scope, receive, send)
 
 

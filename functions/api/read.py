@@ -88,7 +88,9 @@ def fetch(
     return _fetch(path, FetchParams(slice_, field, filter, indices), read, range_header)
 
 
-@router.post("/fetch/{path:path}", summary="Same as GET, with parameters in a JSON body", response_class=Response)
+@router.post(
+    "/fetch/{path:path}", summary="Same as GET, with parameters in a JSON body", response_class=Response
+)
 def fetch_post(
     path: str,
     read: Read,

@@ -125,6 +125,7 @@ def check(text: str, operands: set[str] | frozenset[str], *, allow_reductions: b
     ------
     ExpressionError
         Naming the offending token.
+
     """
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the expression is empty")

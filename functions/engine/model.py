@@ -30,13 +30,17 @@ class ChunkRef:
     size: int
     digest: str | None = None
     inline: bytes | None = None
+    #: Hash of the decompressed bytes.  Blosc2's multithreaded compressor lays
+    #: blocks out in completion order, so equal data can compress to different
+    #: bytes; this lets a re-publish recognise an unchanged chunk anyway.
+    dhash: str | None = None
 
     @classmethod
-    def of(cls, data: bytes) -> ChunkRef:
+    def of(cls, data: bytes, dhash: str | None = None) -> ChunkRef:
         """Reference *data*, inlining Blosc2 special chunks (a header only)."""
         if len(data) <= INLINE_CHUNK_MAX:
             return cls(size=len(data), inline=bytes(data))
-        return cls(size=len(data), digest=chunk_hash(data))
+        return cls(size=len(data), digest=chunk_hash(data), dhash=dhash)
 
     @property
     def identity(self) -> str:
@@ -47,14 +51,17 @@ class ChunkRef:
         """Compact JSON form."""
         if self.inline is not None:
             return {"n": self.size, "i": base64.b64encode(self.inline).decode()}
-        return {"n": self.size, "h": self.digest}
+        out = {"n": self.size, "h": self.digest}
+        if self.dhash:
+            out["d"] = self.dhash
+        return out
 
     @classmethod
     def from_json(cls, d: Mapping) -> ChunkRef:
         """Inverse of :meth:`to_json`."""
         if "i" in d:
             return cls(size=int(d["n"]), inline=base64.b64decode(d["i"]))
-        return cls(size=int(d["n"]), digest=str(d["h"]))
+        return cls(size=int(d["n"]), digest=str(d["h"]), dhash=d.get("d"))
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ class Manifest:
 
     @property
     def kind(self) -> str:
-        """ndarray / schunk / file."""
+        """Ndarray / schunk / file."""
         return self.content.kind
 
     @property
@@ -134,7 +141,9 @@ class Manifest:
             cbytes=int(d["cbytes"]),
             refs=tuple(ChunkRef.from_json(r) for r in d["refs"]),
         )
-        return cls(root=d["root"], path=d["path"], version=int(d["version"]), mtime=d["mtime"], content=content)
+        return cls(
+            root=d["root"], path=d["path"], version=int(d["version"]), mtime=d["mtime"], content=content
+        )
 
 
 @dataclass(frozen=True)

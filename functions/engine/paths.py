@@ -21,6 +21,7 @@ def split_path(path: str, *, allow_root_only: bool = True) -> tuple[str, str]:
     BadRequest
         For absolute paths, ``..``/``.`` segments, control characters,
         backslashes, overlong names or a malformed root name.
+
     """
     if path is None or not path.strip("/"):
         raise BadRequest("a path is required: <root>/<path>")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from functions.engine import layout
-from functions.engine.content import Loaded, load_path
+from functions.engine.content import Loaded, load_path, reuse_unchanged
 from functions.engine.events import EventSink, NullSink
 from functions.engine.model import Catalog, ChangeEvent, Head, Manifest, dumps, utcnow_iso
 from functions.storage.ports import BlobStore, NotFound, PreconditionFailed
@@ -64,6 +64,7 @@ class Publisher:
         publish of many small chunks.
     clock : callable, optional
         Returns the mtime of a new version (ISO-8601 UTC).
+
     """
 
     def __init__(
@@ -137,16 +138,19 @@ class Publisher:
         ------
         Conflict
             If the head's conditional write kept losing to other writers.
+
         """
-        content_hash = loaded.content.content_hash
         uploaded = (0, 0)
         for _attempt in range(MAX_CAS_ATTEMPTS):
             head, etag = self.read_head(root, path)
             live = head is not None and not head.deleted
+            previous = self.read_manifest(head.manifest) if live else None
+            if previous is not None:
+                loaded = reuse_unchanged(loaded, previous.refs, previous.content.geometry)
+            content_hash = loaded.content.content_hash
             if live and head.content_hash == content_hash:
                 self._ensure_catalog(head)
                 return PublishResult(root, path, "unchanged", head.version)
-            previous = self.read_manifest(head.manifest) if live else None
             known = {r.digest for r in previous.refs if r.digest} if previous else set()
             if uploaded == (0, 0):
                 uploaded = self._upload_chunks(loaded, known)
@@ -199,7 +203,9 @@ class Publisher:
             return False
         return True
 
-    def _commit_side_effects(self, head: Head, previous: Head | None, changed: list[int], nchunks: int) -> None:
+    def _commit_side_effects(
+        self, head: Head, previous: Head | None, changed: list[int], nchunks: int
+    ) -> None:
         self._update_catalog(head)
         event = ChangeEvent(
             type="deleted" if head.deleted else "published",
@@ -245,7 +251,9 @@ class Publisher:
             key = layout.catalog_key(head.root)
             try:
                 if etag is None:
-                    self.store.put(key, catalog.to_bytes(), if_none_match=True, content_type="application/json")
+                    self.store.put(
+                        key, catalog.to_bytes(), if_none_match=True, content_type="application/json"
+                    )
                 else:
                     self.store.put(key, catalog.to_bytes(), if_match=etag, content_type="application/json")
             except PreconditionFailed:

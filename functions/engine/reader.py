@@ -111,6 +111,7 @@ class Region:
         Bound of the in-process chunk/manifest LRU.
     workers : int
         Parallel chunk fetches; S3 latency (tens of ms) is what they hide.
+
     """
 
     def __init__(
@@ -199,6 +200,7 @@ class Region:
         ------
         DatasetNotFound
             If it does not exist or was deleted.
+
         """
         value = self._meta(layout.head_key(root, path))
         if value is None or value.get("deleted"):

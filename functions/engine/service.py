@@ -56,6 +56,7 @@ class ReadService:
         Largest body in bytes (0 = unlimited); larger answers raise :class:`TooLarge`.
     presign_ttl : int
         Seconds presigned plan URLs stay valid.
+
     """
 
     def __init__(self, region: Region, *, response_limit: int = 0, presign_ttl: int = 300) -> None:
@@ -69,8 +70,7 @@ class ReadService:
         """``{name: {"name", "subscribed"}}`` of every published root."""
         subscribed = self.region.subscriptions() if subscribed is None else subscribed
         return {
-            name: {"name": name, "subscribed": name in subscribed}
-            for name in sorted(self.region.roots())
+            name: {"name": name, "subscribed": name in subscribed} for name in sorted(self.region.roots())
         }
 
     def _entries(self, root: str) -> dict[str, dict]:
@@ -152,7 +152,9 @@ class ReadService:
             raise BadRequest(str(exc)) from None
         plain = not (key or params.field or params.filter)
         if plain:
-            self._check_size(m.content.cbytes, f"{m.path}", "ask for slices, or read chunk-wise via /api/chunk")
+            self._check_size(
+                m.content.cbytes, f"{m.path}", "ask for slices, or read chunk-wise via /api/chunk"
+            )
             arr = wire.assemble_ndarray(geo, self.region.chunks(m, range(len(m.refs)), stats))
             return arr.to_cframe()
         box_bytes = math.prod(s.stop - s.start for s in box) * dtype.itemsize if geo.shape else dtype.itemsize
@@ -226,7 +228,9 @@ class ReadService:
                 touched = wire.touched_chunks(geo.shape, geo.chunks, key)
             else:
                 key = wire.parse_slice(slice_, 1)
-                touched = wire.schunk_touched_chunks(wire.schunk_item_range(key, geo.nitems), geo.items_per_chunk)
+                touched = wire.schunk_touched_chunks(
+                    wire.schunk_item_range(key, geo.nitems), geo.items_per_chunk
+                )
         except wire.SliceError as exc:
             raise BadRequest(str(exc)) from None
         self.region.ensure_cached(m, touched, stats)

@@ -38,5 +38,7 @@ def apply_messages(region: Region, bodies: Iterable[str]) -> list[SyncOutcome]:
             out.append(SyncOutcome("rejected", str(exc)))
             continue
         changed = region.apply_event(event, prefetch=event.root in subscribed)
-        out.append(SyncOutcome("applied" if changed else "ignored", f"{event.root}/{event.path} v{event.version}"))
+        out.append(
+            SyncOutcome("applied" if changed else "ignored", f"{event.root}/{event.path} v{event.version}")
+        )
     return out

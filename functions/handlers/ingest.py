@@ -46,8 +46,9 @@ def process(publisher, drop, event: dict) -> dict:
         else:
             logger.warning("rejected", key=o.key, error=o.error)
     metrics.add_metric(name="IngestPublished", unit=MetricUnit.Count, value=sum(o.ok for o in outcomes))
-    metrics.add_metric(name="IngestRejected", unit=MetricUnit.Count,
-                       value=len(rejected) + sum(not o.ok for o in outcomes))
+    metrics.add_metric(
+        name="IngestRejected", unit=MetricUnit.Count, value=len(rejected) + sum(not o.ok for o in outcomes)
+    )
     return {"published": [o.key for o in outcomes if o.ok], "rejected": [o.key for o in outcomes if not o.ok]}
 
 

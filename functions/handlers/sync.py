@@ -25,10 +25,15 @@ def process(region, event: dict) -> dict:
     """Apply the event's messages to *region*; log and count outcomes."""
     outcomes = apply_messages(region, message_bodies(event))
     for o in outcomes:
-        (logger.warning if o.status == "rejected" else logger.info)("change event", status=o.status, detail=o.detail)
+        (logger.warning if o.status == "rejected" else logger.info)(
+            "change event", status=o.status, detail=o.detail
+        )
     for status in ("applied", "ignored", "rejected"):
-        metrics.add_metric(name=f"SyncEvents{status.title()}", unit=MetricUnit.Count,
-                           value=sum(o.status == status for o in outcomes))
+        metrics.add_metric(
+            name=f"SyncEvents{status.title()}",
+            unit=MetricUnit.Count,
+            value=sum(o.status == status for o in outcomes),
+        )
     return {"outcomes": [o.__dict__ for o in outcomes]}
 
 

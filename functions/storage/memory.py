@@ -16,6 +16,7 @@ class MemoryStore:
     ----------
     name : str
         Stands in for the bucket name in logs and errors.
+
     """
 
     def __init__(self, name: str = "memory") -> None:

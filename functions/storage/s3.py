@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from functions.storage.ports import Blob, NotFound, PreconditionFailed, StoreUnavailable
 
@@ -27,6 +28,7 @@ class S3Store:
         thread-safe, which the parallel read path relies on.
     bucket : str
         Bucket name.
+
     """
 
     def __init__(self, client, bucket: str) -> None:

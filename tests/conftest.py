@@ -1,0 +1,42 @@
+"""Shared fixtures: moto in-process, moto's threaded server, and the whole local stack."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def aws():
+    """moto in-process (unit tests): every boto3 call in the test goes to moto's mocks."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """The local stack (moto threaded server + two regional APIs on free ports), shared by a session.
+
+    Tests that change data use their own paths or roots so they do not disturb others.
+    """
+    from infra.local import LocalStack, StackConfig
+
+    st = LocalStack(StackConfig(port=0, moto_in_thread=True, head_ttl=1.0)).start()
+    try:
+        yield st
+    finally:
+        st.stop()
+
+
+@pytest.fixture(scope="session")
+def api_url(stack) -> str:
+    """URL of the first region's API."""
+    return stack.api_url
