@@ -10,7 +10,7 @@ Examples
 --------
 Against the local stack (``make run`` prints the endpoint, bucket and topic)::
 
-    AWS_ENDPOINT_URL=http://127.0.0.1:PORT cat-publish root-example --root example \\
+    AWS_ENDPOINT_URL=http://127.0.0.1:PORT cat-publish root-example --root example \
         --bucket cat-local-origin --topic-arn arn:aws:sns:us-east-1:123456789012:cat-local-changes
 
 Against AWS, with the stack's outputs::
