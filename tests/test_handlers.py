@@ -14,6 +14,7 @@ import caterva2 as cat2
 import numpy as np
 import pytest
 
+from functions.engine import compute
 from functions.engine.model import ChangeEvent
 from functions.handlers import api as api_handler
 from functions.handlers import compute as compute_handler
@@ -226,14 +227,23 @@ def test_sync_handler_applies_and_ignores(lambda_env, stack, capsys):
     assert "SyncEventsRejected" in out
 
 
-def test_compute_handler_evaluates_a_slice(lambda_env):
-    event = {"expression": "x * 2 + 1", "operands": {"x": "example/ds-1d.b2nd"}, "slice_": "0:5"}
+def test_compute_handler_evaluates_a_slice(lambda_env, stack):
+    manifest = stack.regions[0].services.region.head("example", "ds-1d.b2nd").manifest
+    event = {"op": "slice", "expression": "x * 2 + 1", "operands": {"x": manifest}, "key": [[0, 5, 1]]}
     result = compute_handler.handler(event, FakeContext())
     assert result["status"] == 200
-    got = blosc2.ndarray_from_cframe(base64.b64decode(result["cframe"]))[:]
-    assert list(got) == [1, 3, 5, 7, 9]
+    assert list(compute.decode_array(result["array"])) == [1, 3, 5, 7, 9]
     bad = compute_handler.handler({**event, "expression": "__import__('os')"}, FakeContext())
     assert bad["status"] == 400 and "not allowed" in bad["error"]
+    missing = compute_handler.handler({**event, "operands": {"x": "m/nope/1-x.json"}}, FakeContext())
+    assert missing["status"] == 404
+    partial = compute_handler.handler(
+        {"op": "partials", "expression": "x", "operands": {"x": manifest}, "reduction": "sum", "axis": None,
+         "boxes": [[[0, 500, 1]], [[500, 1000, 1]]]},
+        FakeContext(),
+    )
+    sums = [compute.decode_array(p["v"]).item() for _, p in partial["parts"]]
+    assert sums == [sum(range(500)), sum(range(500, 1000))]
 
 
 def test_drop_into_ingest_bucket_is_readable_by_caterva2_client_in_every_region(stack):

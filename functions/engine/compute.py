@@ -1,61 +1,348 @@
-"""Evaluating an expression over a slice of its operands (what the compute function runs).
+"""On-demand compute for lazy expressions: what the compute function runs, and how the API drives it.
 
-The request names operands by dataset path and carries the slice wanted; only
-the chunks that slice touches are read.  Operands must share the dataset's shape
-(elementwise expressions); reductions apply to the selected slice.  Lazy
-expressions as datasets (creation, broadcasting, fan-out) build on this.
+The API process is the *coordinator*: it flattens the expression (see
+:mod:`functions.engine.lazy`), pins every operand to an exact manifest (so all
+invocations read the same versions), looks the result up in the region's cache
+bucket by a key made of expression + operand versions + slice, and otherwise
+invokes the compute function through an :class:`Invoker` — once for an
+elementwise slice, or once per group of chunk boxes for a reduction (fan-out).
+
+Compute events (JSON, all keys required unless marked)::
+
+    {"op": "slice",    "expression": str, "operands": {alias: manifest_key},
+     "virtual": {name: npy_b64} (optional), "key": encoded_key}
+    {"op": "partials", "expression": str, "operands": ..., "virtual": ...,
+     "reduction": str, "axis": int | null, "boxes": [encoded_box, ...]}
+
+Answers are ``{"status": 200, ...}`` or ``{"status": 4xx/5xx, "error": str}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ast
+import base64
+import hashlib
+import io
+import json
+import math
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import blosc2
 import numpy as np
 
 from catclient import wire
-from functions.engine import expr
-from functions.engine.errors import BadRequest
-from functions.engine.paths import split_path
+from functions.engine import expr, lazy
+from functions.engine.errors import BadRequest, DatasetNotFound, OriginUnavailable, TooLarge
+from functions.engine.model import Manifest
 from functions.engine.reader import CacheStats, Region
+from functions.storage.ports import NotFound
+
+#: Largest answer carried inline in an invocation's response (Lambda allows 6 MB
+#: of JSON; base64 costs a third).  Larger results go through the cache bucket.
+INLINE_RESULT_BYTES = 4 << 20
+#: Parallel compute invocations for one reduction.
+DEFAULT_FANOUT = 8
 
 
-def evaluate_request(region: Region, request: Mapping, stats: CacheStats) -> np.ndarray:
-    """Evaluate ``request = {"expression", "operands": {alias: "root/path"}, "slice_"}``.
+# --------------------------------------------------------------------------- encoding
 
-    Raises
-    ------
-    BadRequest
-        For expressions outside the language, unknown operands, or shape mismatches.
 
-    """
-    operands = request.get("operands") or {}
-    if not isinstance(operands, Mapping) or not operands:
-        raise BadRequest("operands must map names to dataset paths")
+def encode_array(value: np.ndarray) -> str:
+    """A numpy array as base64 ``.npy`` (loaded with ``allow_pickle=False``: data, never code)."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(value), allow_pickle=False)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_array(text: str) -> np.ndarray:
+    """Inverse of :func:`encode_array`."""
+    return np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
+
+
+def encode_key(key: tuple) -> list:
+    """A full key (ints and normalised slices) as JSON."""
+    return [e if isinstance(e, int) else [e.start, e.stop, e.step] for e in key]
+
+
+def decode_key(data: list) -> tuple:
+    """Inverse of :func:`encode_key`."""
+    out = []
+    for e in data:
+        if isinstance(e, list):
+            out.append(slice(*e))
+        elif isinstance(e, int) and not isinstance(e, bool):
+            out.append(e)
+        else:
+            raise BadRequest(f"bad key entry {e!r}")
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class DatasetSource:
+    """A stored n-d dataset at one exact version, read chunk by chunk through the region."""
+
+    def __init__(self, region: Region, manifest: Manifest, stats: CacheStats) -> None:
+        if manifest.kind != "ndarray":
+            raise BadRequest(f"{manifest.root}/{manifest.path} is a {manifest.kind}, not an n-d array")
+        self._region = region
+        self._manifest = manifest
+        self._geo = manifest.geometry
+        self._stats = stats
+        self.shape = tuple(self._geo.shape)
+        self.chunks = tuple(self._geo.chunks)
+        self.dtype = wire.dtype_from_str(self._geo.dtype)
+
+    def read(self, key: tuple) -> np.ndarray:
+        """``dataset[key]``, reading only the chunks the key touches."""
+        if not self.shape:
+            chunks = self._region.chunks(self._manifest, [0], self._stats)
+            return wire.select_ndarray(self._geo, chunks, ())
+        touched = wire.touched_chunks(self.shape, self.chunks, key)
+        return wire.select_ndarray(self._geo, self._region.chunks(self._manifest, touched, self._stats), key)
+
+
+def _sources(region: Region, event: Mapping, stats: CacheStats) -> dict[str, lazy.ArraySource]:
+    sources: dict[str, lazy.ArraySource] = {}
+    for alias, mkey in (event.get("operands") or {}).items():
+        sources[alias] = DatasetSource(region, region.manifest_at(str(mkey)), stats)
+    for name, text in (event.get("virtual") or {}).items():
+        sources[name] = lazy.InMemory(decode_array(text))
+    return sources
+
+
+# --------------------------------------------------------------------------- compute side
+
+
+def run(region: Region, event: Mapping, stats: CacheStats) -> dict:
+    """Execute one compute event (the compute function's domain entry point)."""
+    op = event.get("op")
+    sources = _sources(region, event, stats)
+    names = set(sources)
     try:
-        checked = expr.check(str(request.get("expression", "")), set(operands))
+        checked = expr.check(str(event.get("expression", "")), names)
     except expr.ExpressionError as exc:
         raise BadRequest(str(exc)) from None
-    env = {}
-    shape = None
-    for alias in sorted(checked.names):
-        root, rel = split_path(str(operands[alias]), allow_root_only=False)
-        manifest = region.dataset(root, rel)
-        geo = manifest.geometry
-        if manifest.kind != "ndarray":
-            raise BadRequest(f"operand {alias} ({root}/{rel}) is not an n-d array")
-        if shape is not None and geo.shape != shape:
-            raise BadRequest(f"operand {alias} has shape {geo.shape}, others {shape}")
-        shape = geo.shape
+    if op == "slice":
+        value = lazy.evaluate(checked, sources, decode_key(event.get("key") or []))
+        return _answer(region, value)
+    if op == "partials":
+        name, axis = str(event["reduction"]), event.get("axis")
+        if name not in expr.REDUCTIONS:
+            raise BadRequest(f"unknown reduction {name!r}")
+        shape, _ = lazy.infer(checked, sources)
+        boxes = [decode_key(b) for b in event.get("boxes") or []]
+        # The argument is reduction-free (the coordinator extracted those), but
+        # may slice operands: those slices are read here, where the data is
+        pulled = lazy.extract(checked.tree.body, sources, None)
+        merged = {**sources, **{k: lazy.InMemory(v) for k, v in pulled.virtual.items()}}
+        parts = lazy.reduction_parts(name, axis, pulled.tree, merged, shape, boxes)
+        return {
+            "status": 200,
+            "parts": [[encode_key(b), {k: encode_array(v) for k, v in p.items()}] for b, p in parts],
+        }
+    raise BadRequest(f"unknown compute op {op!r}")
+
+
+def _answer(region: Region, value: np.ndarray) -> dict:
+    body = encode_array(value)
+    if len(body) <= INLINE_RESULT_BYTES or region.cache is None:
+        return {"status": 200, "array": body}
+    key = "x/spill/" + hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
+    region.cache.put(key, base64.b64decode(body))
+    return {"status": 200, "ref": key}
+
+
+def handle(region: Region, event: Mapping) -> dict:
+    """Run *event*, turning domain errors into answers (a handler must never crash on input)."""
+    stats = CacheStats()
+    try:
+        answer = run(region, event, stats)
+    except (BadRequest, expr.ExpressionError, wire.SliceError, KeyError, TypeError, ValueError) as exc:
+        return {"status": 400, "error": str(exc)}
+    except DatasetNotFound as exc:
+        return {"status": 404, "error": f"not found: {exc}"}
+    except OriginUnavailable as exc:
+        return {"status": 503, "error": str(exc)}
+    answer["cache"] = stats.header()
+    return answer
+
+
+# --------------------------------------------------------------------------- invokers
+
+
+class Invoker(Protocol):
+    """How the API reaches the compute function."""
+
+    def invoke(self, event: dict) -> dict:
+        """Run one compute event and return its answer."""
+        ...
+
+
+class LocalInvoker:
+    """Calls the compute handler's logic in this process (the local stack and tests).
+
+    Events are round-tripped through JSON so that anything that works here is
+    also what a Lambda invocation would carry.
+    """
+
+    def __init__(self, handler: Callable[[dict], dict]) -> None:
+        self._handler = handler
+        self.invocations = 0
+
+    def invoke(self, event: dict) -> dict:  # noqa: D102 - protocol method
+        self.invocations += 1
+        return json.loads(json.dumps(self._handler(json.loads(json.dumps(event)))))
+
+
+# --------------------------------------------------------------------------- coordinator
+
+
+class Coordinator:
+    """Evaluates flat lazy expressions for the API: cache by version, invoke, fan out.
+
+    Parameters
+    ----------
+    region : Region
+        For manifests (inference, planning) and the cache bucket (results).
+    invoker : Invoker
+        Reaches the compute function.
+    fanout : int
+        Parallel invocations for one reduction (1 = a single invocation).
+    """
+
+    def __init__(self, region: Region, invoker: Invoker, *, fanout: int = DEFAULT_FANOUT) -> None:
+        self.region = region
+        self.invoker = invoker
+        self.fanout = max(1, fanout)
+        self._pool = ThreadPoolExecutor(max_workers=max(2, self.fanout), thread_name_prefix="fanout")
+
+    def _metadata(self, operands: Mapping[str, str]) -> dict[str, lazy.ArraySource]:
+        return {a: _Meta(self.region.manifest_at(k)) for a, k in operands.items()}
+
+    def infer(self, text: str, operands: Mapping[str, str]) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of a flat expression over pinned operands (manifest keys)."""
+        return lazy.infer(expr.check(text, set(operands)), self._metadata(operands))
+
+    def evaluate(self, text: str, operands: Mapping[str, str], key: tuple) -> np.ndarray:
+        """``expression[key]``; *operands* maps aliases to manifest keys (exact versions)."""
+        checked = expr.check(text, set(operands))
+        meta = self._metadata(operands)
+        shape, dtype = lazy.infer(checked, meta)
+        key = lazy.full_key(key, shape)
+        cache_key = self._cache_key("slice", text, operands, encode_key(key))
+        cached = self._cached(cache_key)
+        if cached is not None:
+            return cached
+        extracted = lazy.extract(checked.tree.body, meta, self._reduce_with(operands), pull_subscripts=False)
+        event = {
+            "op": "slice",
+            "expression": ast.unparse(extracted.tree),
+            "operands": dict(operands),
+            "virtual": {k: encode_array(v) for k, v in extracted.virtual.items()},
+            "key": encode_key(key),
+        }
+        value = self._array(self._call(event)).astype(dtype, copy=False)
+        self._store(cache_key, value)
+        return value
+
+    def _reduce_with(self, operands: Mapping[str, str]):
+        def reduce(name: str, axis: int | None, argument: ast.AST, sources: Mapping[str, lazy.ArraySource]):
+            shape, _ = lazy.infer_tree(argument, sources)
+            box_list = lazy.boxes(shape, lazy.chunking_for(shape, sources))
+            virtual = {k: encode_array(s.value) for k, s in sources.items() if isinstance(s, lazy.InMemory)}
+            groups = _split(box_list, self.fanout)
+            events = [
+                {
+                    "op": "partials",
+                    "expression": ast.unparse(argument),
+                    "operands": dict(operands),
+                    "virtual": virtual,
+                    "reduction": name,
+                    "axis": axis,
+                    "boxes": [encode_key(b) for b in group],
+                }
+                for group in groups
+            ]
+            answers = list(self._pool.map(self._call, events)) if len(events) > 1 else [self._call(events[0])]
+            parts = [
+                (decode_key(box), {k: decode_array(v) for k, v in partial.items()})
+                for answer in answers
+                for box, partial in answer["parts"]
+            ]
+            return lazy.place(name, axis, shape, parts)
+
+        return reduce
+
+    def _call(self, event: dict) -> dict:
+        answer = self.invoker.invoke(event)
+        status = answer.get("status", 500)
+        if status == 200:
+            return answer
+        message = answer.get("error", "compute failed")
+        if status == 404:
+            raise DatasetNotFound(message)
+        if status == 503:
+            raise OriginUnavailable(message)
+        if status == 413:
+            raise TooLarge(message)
+        raise BadRequest(message)
+
+    def _array(self, answer: dict) -> np.ndarray:
+        if "ref" in answer:
+            data = self.region.cache.get(answer["ref"]).data
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        return decode_array(answer["array"])
+
+    # ------------------------------------------------------------------ result cache
+
+    @staticmethod
+    def _cache_key(op: str, text: str, operands: Mapping[str, str], key) -> str:
+        # Operands are manifest keys, i.e. exact versions: a re-published operand
+        # gives a new key, so a cached result can never be served stale
+        body = json.dumps([op, text, sorted(operands.items()), key], sort_keys=True)
+        digest = hashlib.blake2b(body.encode(), digest_size=32).hexdigest()
+        return f"x/{digest[:2]}/{digest}"
+
+    def _cached(self, cache_key: str) -> np.ndarray | None:
+        if self.region.cache is None:
+            return None
         try:
-            key = wire.parse_slice(request.get("slice_"), len(geo.shape))
-            touched = wire.touched_chunks(geo.shape, geo.chunks, key)
-            env[alias] = wire.select_ndarray(geo, region.chunks(manifest, touched, stats), key)
-        except wire.SliceError as exc:
-            raise BadRequest(str(exc)) from None
-    return np.asarray(expr.evaluate(checked, env))
+            return np.load(io.BytesIO(self.region.cache.get(cache_key).data), allow_pickle=False)
+        except NotFound:
+            return None
+
+    def _store(self, cache_key: str, value: np.ndarray) -> None:
+        if self.region.cache is None:
+            return
+        buf = io.BytesIO()
+        np.save(buf, value, allow_pickle=False)
+        self.region.cache.put(cache_key, buf.getvalue())
+
+
+class _Meta:
+    """Shape/dtype/chunks of a pinned dataset, for inference and planning (no data)."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        if manifest.kind != "ndarray":
+            raise BadRequest(f"{manifest.root}/{manifest.path} is a {manifest.kind}, not an n-d array")
+        geo = manifest.geometry
+        self.shape = tuple(geo.shape)
+        self.chunks = tuple(geo.chunks)
+        self.dtype = wire.dtype_from_str(geo.dtype)
+
+    def read(self, key: tuple) -> np.ndarray:  # pragma: no cover - the coordinator never reads data
+        raise RuntimeError("metadata-only source")
+
+
+def _split(items: list, groups: int) -> list[list]:
+    size = math.ceil(len(items) / max(1, min(groups, len(items)))) if items else 1
+    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
 def to_cframe(result: np.ndarray) -> bytes:
-    """The result as a Blosc2 cframe (what clients decode)."""
+    """A result as a Blosc2 cframe (what clients decode)."""
     return blosc2.asarray(np.asarray(result)).to_cframe()

@@ -157,6 +157,11 @@ def infer(checked: expr.Checked, infos: Mapping[str, ArraySource]) -> tuple[tupl
     return shape, np.asarray(sample).dtype
 
 
+def infer_tree(tree: ast.AST, sources: Mapping[str, ArraySource]) -> tuple[tuple[int, ...], np.dtype]:
+    """:func:`infer` for an already checked sub-expression (an AST node)."""
+    return infer(expr.Checked("", ast.Expression(body=tree), frozenset(), False), sources)
+
+
 def _operands_of(node: ast.AST) -> list[ast.AST]:
     if isinstance(node, ast.BinOp):
         return [node.left, node.right]
@@ -458,17 +463,23 @@ class Extracted:
 def extract(
     tree: ast.AST,
     sources: Mapping[str, ArraySource],
-    reduce: Callable[[str, int | None, ast.AST, Mapping[str, ArraySource]], np.ndarray],
+    reduce: Callable[[str, int | None, ast.AST, Mapping[str, ArraySource]], np.ndarray] | None,
+    *,
+    pull_subscripts: bool = True,
 ) -> Extracted:
     """Compute reductions and operand subscripts bottom-up; return the elementwise remainder.
 
     *reduce(name, axis, argument_tree, sources)* computes one reduction over a
-    reduction-free argument (this is where fan-out happens).
+    reduction-free argument (this is where fan-out happens).  With
+    ``pull_subscripts=False`` subscripts stay in the tree (a coordinator that
+    holds only metadata leaves them to the compute side).
     """
     virtual: dict[str, np.ndarray] = {}
 
     class _Pull(ast.NodeTransformer):
         def visit_Subscript(self, node: ast.Subscript) -> ast.AST:  # noqa: N802 - ast API
+            if not pull_subscripts:
+                return node
             source = sources[node.value.id]
             key = _literal_key(node.slice)
             try:
@@ -479,11 +490,11 @@ def extract(
 
         def visit_Call(self, node: ast.Call) -> ast.AST:  # noqa: N802 - ast API
             node = self.generic_visit(node)
-            if node.func.id not in expr.REDUCTIONS:
+            if node.func.id not in expr.REDUCTIONS or reduce is None:
                 return node
             merged = {**sources, **{k: InMemory(v) for k, v in virtual.items()}}
             argument = node.args[0]
-            arg_shape, _ = infer(expr.Checked("", ast.Expression(body=argument), frozenset(), False), merged)
+            arg_shape, _ = infer_tree(argument, merged)
             axis = _norm_axis(_axis(node), len(arg_shape), node.func.id)
             return self._virtual(np.asarray(reduce(node.func.id, axis, argument, merged)))
 
@@ -504,7 +515,7 @@ def reduce_locally(
     name: str, axis: int | None, argument: ast.AST, sources: Mapping[str, ArraySource]
 ) -> np.ndarray:
     """One reduction computed box by box in this process (what each compute invocation does)."""
-    shape, _ = infer(expr.Checked("", ast.Expression(body=argument), frozenset(), False), sources)
+    shape, _ = infer_tree(argument, sources)
     parts = reduction_parts(name, axis, argument, sources, shape, boxes(shape, chunking_for(shape, sources)))
     return place(name, axis, shape, parts)
 

@@ -221,7 +221,10 @@ class Region:
 
     def manifest(self, head: Head) -> Manifest:
         """The manifest a head names (immutable, so cached without revalidation)."""
-        key = head.manifest
+        return self.manifest_at(head.manifest)
+
+    def manifest_at(self, key: str) -> Manifest:
+        """A manifest by its (immutable) key: one exact version, whatever the head says now."""
         data = self.lru.get(key)
         if data is None:
             data = self._immutable(key, CacheStats())
