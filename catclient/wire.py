@@ -399,19 +399,46 @@ def select_ndarray(geo: Geometry, chunk_bytes: Mapping[int, bytes], key: Key) ->
     return np.asarray(arr[box])[relative]
 
 
-def select_schunk(geo: Geometry, first_chunk: int, chunk_bytes: Sequence[bytes], items: slice) -> bytes:
-    """Bytes of the normalised item slice *items*, given consecutive chunks from *first_chunk*."""
-    idx = range(items.start, items.stop, items.step)
-    if len(idx) == 0 or not chunk_bytes:
+def _progression_in(r: range, lo: int, hi: int) -> range:
+    """The part of the arithmetic progression *r* that falls in ``[lo, hi)``, in *r*'s order."""
+    step = r.step
+    if step > 0:
+        k0 = max(0, -((r.start - lo) // step))  # ceil((lo - start) / step)
+        k1 = min(len(r), -((r.start - hi) // step))
+    else:
+        k0 = max(0, -((hi - 1 - r.start) // -step))  # ceil((start - (hi - 1)) / -step)
+        k1 = min(len(r), (r.start - lo) // -step + 1)
+    return r[k0:k1] if k1 > k0 else range(0)
+
+
+def select_schunk(geo: Geometry, chunk_bytes: Mapping[int, bytes], items: slice) -> bytes:
+    """Bytes of the normalised item slice *items*, given (at least) the chunks it touches.
+
+    A step of 1 re-frames the consecutive chunks and slices them; any other step
+    picks items chunk by chunk, so a step longer than a chunk reads only the
+    chunks it lands in and never materialises more than one chunk at a time.
+    """
+    r = range(items.start, items.stop, items.step)
+    if len(r) == 0:
         return b""
-    schunk = assemble_schunk(geo, chunk_bytes, with_vlmeta=False)
-    offset = first_chunk * geo.items_per_chunk
-    lo, hi = min(idx[0], idx[-1]), max(idx[0], idx[-1]) + 1
-    raw = schunk[lo - offset : hi - offset]
-    if items.step == 1:
-        return raw
-    view = np.frombuffer(raw, dtype=f"V{geo.typesize}")
-    return view[np.asarray(idx) - lo].tobytes()
+    ipc = geo.items_per_chunk
+    lo, hi = min(r[0], r[-1]), max(r[0], r[-1]) + 1
+    if r.step == 1:
+        first, last = lo // ipc, (hi - 1) // ipc
+        schunk = assemble_schunk(geo, [chunk_bytes[i] for i in range(first, last + 1)], with_vlmeta=False)
+        return schunk[lo - first * ipc : hi - first * ipc]
+    order = _chunk_ids_along(slice(items.start, items.stop, items.step), ipc)
+    if r.step < 0:
+        order = order[::-1]
+    parts = []
+    for nchunk in order:
+        start = nchunk * ipc
+        local = _progression_in(r, start, start + ipc)
+        if len(local) == 0:
+            continue
+        view = np.frombuffer(blosc2.decompress2(chunk_bytes[nchunk]), dtype=f"V{geo.typesize}")
+        parts.append(view[np.arange(local.start, local.stop, local.step) - start].tobytes())
+    return b"".join(parts)
 
 
 # --------------------------------------------------------------------------- plans

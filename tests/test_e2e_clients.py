@@ -184,3 +184,12 @@ def test_seed_proxy_tutorial_runs_unchanged(api_url, tmp_path, monkeypatch):
     assert np.array_equal(slice_data, TRUTH["dir2/ds-4d.b2nd"][0:2, 0:2, 0:2, 0:2])
     fetched = proxy.fetch((slice(0, 1), slice(0, 3)))
     assert np.array_equal(fetched[0:1, 0:3], TRUTH["dir2/ds-4d.b2nd"][0:1, 0:3])
+
+
+@pytest.mark.parametrize("text", ["5::250", "1199:3:-333", "150:260:7", "::-1", "7:8:100"])
+def test_file_slices_with_any_step(api_url, text):
+    """Steps longer than a chunk skip chunks; the server reads only those it lands in."""
+    r = httpx.get(f"{api_url}/api/fetch/example/ds-hello.b2frame", params={"slice_": text})
+    assert r.status_code == 200
+    start, stop, step = (int(p) if p else None for p in text.split(":"))
+    assert blosc2.schunk_from_cframe(r.content)[:] == TRUTH["ds-hello.b2frame"][start:stop:step]

@@ -112,10 +112,10 @@ def test_schunk_selection_with_steps():
         sc.nchunks,
         {},
     )
-    for text in ["", "150:260", "150:260:7", "5", "-3:", "::-5", "1190:1300"]:
+    for text in ["", "150:260", "150:260:7", "5", "-3:", "::-5", "1190:1300", "5::250", "1199:3:-333", "::-1", "7:8:100"]:
         items = wire.schunk_item_range(wire.parse_slice(text), geo.nitems)
         touched = wire.schunk_touched_chunks(items, geo.items_per_chunk)
-        got = wire.select_schunk(geo, touched[0] if touched else 0, [sc.get_chunk(i) for i in touched], items)
+        got = wire.select_schunk(geo, {i: sc.get_chunk(i) for i in touched}, items)
         key = wire.parse_slice(text)
         want = (
             data[key[0]]

@@ -188,7 +188,7 @@ class ReadService:
         if len(range(items.start, items.stop, items.step)) * geo.typesize > MAX_SELECTION_BYTES:
             raise TooLarge("the selection is over 1 GiB; ask for smaller slices")
         chunks = self.region.chunks(m, touched, stats)
-        data = wire.select_schunk(geo, touched[0] if touched else 0, [chunks[i] for i in touched], items)
+        data = wire.select_schunk(geo, chunks, items)
         cparams = blosc2.CParams(typesize=geo.typesize, codec=blosc2.Codec.ZSTD, clevel=5)
         body = blosc2.SChunk(chunksize=max(len(data), geo.typesize), data=data, cparams=cparams).to_cframe()
         self._check_size(len(body), "the selection", "ask for a smaller slice")

@@ -1,0 +1,5 @@
+"""``python -m catclient``: the command line client."""
+
+from catclient.cli import main
+
+raise SystemExit(main())
