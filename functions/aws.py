@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from functions.engine.events import EventSink, NullSink
 from functions.engine.publish import Publisher
@@ -14,6 +15,7 @@ from functions.engine.reader import Region
 from functions.events_sns import SnsSink
 from functions.services import Services
 from functions.settings import Settings
+from functions.storage.ports import NotFound
 from functions.storage.s3 import S3Store
 
 # Parallel chunk GETs share one client: its pool must be at least as large as the
@@ -30,6 +32,73 @@ _S3_CONFIG = Config(
 def s3_client(settings: Settings):
     """A boto3 S3 client (honours ``AWS_ENDPOINT_URL`` through ``settings.endpoint_url``)."""
     return boto3.client("s3", endpoint_url=settings.endpoint_url, config=_S3_CONFIG)
+
+
+class S3Staging:
+    """The staging port of large uploads over a bucket: presigned PUTs, then read once and deleted.
+
+    Parameters
+    ----------
+    client : botocore S3 client
+        Shared, built at cold start.
+    bucket : str
+        The ingest bucket (origin stacks) or, without one, this region's cache bucket.
+
+    """
+
+    def __init__(self, client, bucket: str) -> None:
+        self._s3 = client
+        self._store = S3Store(client, bucket)
+        self.bucket = bucket
+
+    def presign_put(self, key: str, expires: int) -> str:
+        """A URL that PUTs *key* for *expires* seconds (the caller's own credentials sign it)."""
+        return self._s3.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=int(expires)
+        )
+
+    def size(self, key: str) -> int:
+        """Bytes of a staged object (``NotFound`` if absent)."""
+        try:
+            return int(self._s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as err:
+            if str(err.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+                raise NotFound(f"s3://{self.bucket}/{key}") from None
+            raise
+
+    def read(self, key: str) -> bytes:
+        """A staged object's bytes."""
+        return self._store.get(key).data
+
+    def delete(self, key: str) -> None:
+        """Remove a staged object."""
+        self._store.delete(key)
+
+
+def cognito_client(settings: Settings):
+    """A boto3 ``cognito-idp`` client in the user pool's region."""
+    from functions.auth.cognito import pool_region
+
+    return boto3.client(
+        "cognito-idp", endpoint_url=settings.endpoint_url, region_name=pool_region(settings.user_pool_id)
+    )
+
+
+def build_authenticator(settings: Settings):
+    """The Cognito adapter of the auth port, or None without a configured user pool."""
+    if not settings.user_pool_id:
+        return None
+    if not settings.user_pool_client_id:
+        raise RuntimeError("CAT_USER_POOL_ID is set but CAT_USER_POOL_CLIENT_ID is not: which app client?")
+    # Imported here: PyJWT + cryptography cost cold-start time only where logins exist
+    from functions.auth.cognito import CognitoAuthenticator
+
+    return CognitoAuthenticator(
+        cognito_client(settings),
+        settings.user_pool_id,
+        settings.user_pool_client_id,
+        endpoint_url=settings.endpoint_url,
+    )
 
 
 def build_services(settings: Settings, *, events: EventSink | None = None) -> Services:
@@ -51,4 +120,13 @@ def build_services(settings: Settings, *, events: EventSink | None = None) -> Se
         memo_ttl=settings.memo_ttl,
         lru_bytes=settings.lru_bytes,
     )
-    return Services(settings, region, Publisher(origin, events), events, clients={"s3": s3, "sns": sns})
+    staging_bucket = settings.ingest_bucket or settings.cache_bucket
+    return Services(
+        settings,
+        region,
+        Publisher(origin, events),
+        events,
+        clients={"s3": s3, "sns": sns},
+        auth=build_authenticator(settings),
+        staging=S3Staging(s3, staging_bucket) if staging_bucket else None,
+    )

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from functions.auth.limits import LoginLimiter
+from functions.auth.ports import Authenticator
 from functions.engine.events import EventSink
 from functions.engine.publish import Publisher
 from functions.engine.reader import Region
 from functions.engine.service import ReadService
+from functions.engine.writes import Staging, WriteService
 from functions.settings import Settings
 
 
 @dataclass
 class Services:
-    """What handlers and the API need, built once per process."""
+    """What handlers and the API need, built once per process.
+
+    ``auth`` is None when no user pool is configured: then nobody can log in,
+    and user spaces other than ``@public`` (read-only) are unreachable.
+    """
 
     settings: Settings
     region: Region
@@ -21,6 +28,10 @@ class Services:
     events: EventSink
     read: ReadService = field(init=False)
     clients: dict = field(default_factory=dict)
+    auth: Authenticator | None = None
+    staging: Staging | None = None
+    writes: WriteService = field(init=False)
+    login_limiter: LoginLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self.read = ReadService(
@@ -28,3 +39,12 @@ class Services:
             response_limit=self.settings.response_limit,
             presign_ttl=self.settings.presign_ttl,
         )
+        self.writes = WriteService(
+            self.publisher,
+            self.region,
+            max_upload_bytes=self.settings.max_upload_bytes,
+            user_quota_bytes=self.settings.user_quota_bytes,
+            staging=self.staging,
+            presign_ttl=self.settings.presign_ttl,
+        )
+        self.login_limiter = LoginLimiter(self.settings.login_failures_per_minute, 60.0)

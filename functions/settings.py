@@ -30,6 +30,19 @@ class Settings:
     compute_function: str = ""
     log_level: str = "INFO"
     endpoint_url: str | None = None
+    #: Cognito user pool and its app client (no secret, USER_PASSWORD_AUTH); empty = no logins.
+    user_pool_id: str = ""
+    user_pool_client_id: str = ""
+    #: Largest request body the API takes, bytes.  Lambda's 6 MB invocation limit
+    #: holds the base64 of a binary body (x4/3), hence ~4.5 MB; bigger uploads go
+    #: through a presigned S3 PUT (``/api/upload-url``).  0 disables the limit.
+    payload_limit: int = 4_500_000
+    #: Largest single upload or append, bytes (also through the presigned flow).
+    max_upload_bytes: int = 100_000_000
+    #: Compressed bytes one user may keep in ``@personal`` (0 = unlimited).
+    user_quota_bytes: int = 1_000_000_000
+    #: Failed logins tolerated per username and per client address per minute.
+    login_failures_per_minute: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,4 +65,10 @@ class Settings:
             compute_function=env.get("CAT_COMPUTE_FUNCTION", ""),
             log_level=env.get("CAT_LOG_LEVEL", "INFO"),
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            user_pool_id=env.get("CAT_USER_POOL_ID", ""),
+            user_pool_client_id=env.get("CAT_USER_POOL_CLIENT_ID", ""),
+            payload_limit=int(env.get("CAT_PAYLOAD_LIMIT", "4500000")),
+            max_upload_bytes=int(env.get("CAT_MAX_UPLOAD", "100000000")),
+            user_quota_bytes=int(env.get("CAT_USER_QUOTA", "1000000000")),
+            login_failures_per_minute=int(env.get("CAT_LOGIN_FAILURES", "10")),
         )

@@ -5,13 +5,15 @@
 1. moto's server as a child process (or a thread, for tests);
 2. the resources ``template.yaml`` defines (origin, ingest and per-region cache
    buckets, the change topic, one SNS→SQS queue per region standing in for the
-   SNS→sync-function subscription, and the ingest bucket's S3→SQS notification);
+   SNS→sync-function subscription, and the ingest bucket's S3→SQS notification),
+   and the Cognito user pool with a ``demo`` user whose fresh password it prints;
 3. a publish of ``root-example`` as the root ``example``;
 4. the API of each region under uvicorn (``PORT``, ``PORT+1``, ...);
 5. a dispatcher that drains the queues into the same handler code Lambda runs.
 
-When it can serve, it prints one line ``ready: {json}``.  Ctrl-C or SIGTERM stops
-everything it started.  All data lives in moto's memory and is gone on exit.
+When it can serve, it prints the demo credentials and one line ``ready: {json}``.
+Ctrl-C or SIGTERM stops everything it started.  All data lives in moto's memory and
+is gone on exit.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class StackConfig:
     host: str = "127.0.0.1"
     head_ttl: float = 2.0
     poll_interval: float = 0.05
+    demo_user: str = "demo"
 
 
 @dataclass
@@ -113,6 +116,8 @@ class LocalStack:
         if self.config.moto_in_thread:
             from moto.server import ThreadedMotoServer
 
+            # moto's server logs every request through werkzeug at INFO: thousands of lines per test
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)
             self._moto = ThreadedMotoServer(ip_address=self.config.host, port=port, verbose=False)
             self._moto.start()
         else:
@@ -157,6 +162,27 @@ class LocalStack:
         )
         self.resources = {"plan": plan, **created}
 
+    def _create_user_pool(self) -> None:
+        """The user pool (template.yaml's UserPool/UserPoolClient) and a demo user with a fresh password."""
+        from functions.admin import admin_authenticator, generate_password
+
+        idp = self.client("cognito-idp")
+        plan = self.resources["plan"]  # the pool and client as template.yaml defines them
+        pool_id = idp.create_user_pool(PoolName=f"{self.config.prefix}-users", **plan.user_pool)["UserPool"][
+            "Id"
+        ]
+        client_id = idp.create_user_pool_client(
+            UserPoolId=pool_id, ClientName=f"{self.config.prefix}-api", **plan.user_pool_client
+        )["UserPoolClient"]["ClientId"]
+        password = generate_password()
+        admin_authenticator(pool_id, self.endpoint_url).add_user(self.config.demo_user, password)
+        self.resources.update(
+            user_pool_id=pool_id,
+            user_pool_client_id=client_id,
+            demo_user=self.config.demo_user,
+            demo_password=password,
+        )
+
     # ------------------------------------------------------------------ regions
 
     def _settings(self, label: str) -> Settings:
@@ -170,6 +196,8 @@ class LocalStack:
             response_limit=self.config.response_limit,
             head_ttl=self.config.head_ttl,
             endpoint_url=self.endpoint_url,
+            user_pool_id=self.resources["user_pool_id"],
+            user_pool_client_id=self.resources["user_pool_client_id"],
         )
 
     def _start_api(self, runtime: RegionRuntime, port: int) -> None:
@@ -255,6 +283,7 @@ class LocalStack:
         """Start everything; returns self once every API answers."""
         self._start_moto()
         self._create_resources()
+        self._create_user_pool()
         for i in range(self.config.regions):
             label = f"r{i + 1}"
             runtime = RegionRuntime(label, build_services(self._settings(label)))
@@ -306,6 +335,10 @@ class LocalStack:
             "topic_arn": self.resources["topic_arn"],
             "root": self.config.root_name,
             "response_limit": self.config.response_limit,
+            "user_pool_id": self.resources["user_pool_id"],
+            "user_pool_client_id": self.resources["user_pool_client_id"],
+            "demo_user": self.resources["demo_user"],
+            "demo_password": self.resources["demo_password"],
         }
 
 
@@ -349,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
         stack.start()
-        print("ready: " + json.dumps(stack.ready_info()), flush=True)
+        info = stack.ready_info()
+        print(f"demo user: {info['demo_user']}  password: {info['demo_password']}", flush=True)
+        print("ready: " + json.dumps(info), flush=True)
         while not stopping.wait(0.5):
             pass
     except KeyboardInterrupt:

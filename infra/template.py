@@ -229,6 +229,16 @@ _NOT_NEEDED_LOCALLY = {
     "AWS::Logs::LogGroup",
     "AWS::SNS::TopicPolicy",
 }
+_LOCAL_TYPES = (
+    "AWS::S3::Bucket",
+    "AWS::SNS::Topic",
+    "AWS::Serverless::Function",
+    "AWS::Cognito::UserPool",
+    "AWS::Cognito::UserPoolClient",
+)
+# Properties of the user pool / client that moto's Cognito takes as they are in the template
+_POOL_PROPERTIES = ("AdminCreateUserConfig", "Policies", "UsernameConfiguration")
+_CLIENT_PROPERTIES = ("GenerateSecret", "ExplicitAuthFlows", "PreventUserExistenceErrors")
 _BUCKET_ROLES = ("origin", "cache", "ingest")
 # Bucket properties the local stack applies as well, so the local buckets behave alike.
 _LOCAL_BUCKET_PROPERTIES = ("BucketEncryption", "PublicAccessBlockConfiguration", "OwnershipControls")
@@ -261,6 +271,11 @@ class LocalPlan:
     bucket_properties : dict
         Bucket name -> template properties the local bucket mirrors (encryption, public
         access block, ownership).
+    user_pool : dict
+        The ``AWS::Cognito::UserPool``'s properties the local pool is created with
+        (admin-only sign-up, password policy).
+    user_pool_client : dict
+        The ``AWS::Cognito::UserPoolClient``'s properties (auth flows, no secret).
 
     """
 
@@ -275,6 +290,8 @@ class LocalPlan:
     ingest_events: tuple[str, ...] = ("s3:ObjectCreated:*",)
     ingest_filter: dict[str, Any] | None = None
     bucket_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
+    user_pool: dict[str, Any] = field(default_factory=dict)
+    user_pool_client: dict[str, Any] = field(default_factory=dict)
 
 
 def _local_name(prefix: str, name_expr: Any, fallback: str) -> str:
@@ -355,8 +372,7 @@ def local_plan(
     unknown = sorted(
         f"{lid} ({body['Type']})"
         for lid, body in resources.items()
-        if body["Type"] not in _NOT_NEEDED_LOCALLY
-        and body["Type"] not in ("AWS::S3::Bucket", "AWS::SNS::Topic", "AWS::Serverless::Function")
+        if body["Type"] not in _NOT_NEEDED_LOCALLY and body["Type"] not in _LOCAL_TYPES
     )
     if unknown:
         raise TemplateDrift(f"no local stand-in for {', '.join(unknown)}: teach infra/template.py about it")
@@ -449,7 +465,18 @@ def local_plan(
         ingest_events=events,
         ingest_filter=_s3_filter_to_api(ingest_event.get("Filter")),
         bucket_properties=bucket_properties,
+        user_pool=_properties_of(resources, "AWS::Cognito::UserPool", _POOL_PROPERTIES),
+        user_pool_client=_properties_of(resources, "AWS::Cognito::UserPoolClient", _CLIENT_PROPERTIES),
     )
+
+
+def _properties_of(resources: Mapping[str, Any], kind: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """The listed properties of the one resource of *kind* (the local stack needs exactly one)."""
+    found = [body for body in resources.values() if body["Type"] == kind]
+    if len(found) != 1:
+        raise TemplateDrift(f"template.yaml must define exactly one {kind}, found {len(found)}")
+    props = found[0].get("Properties", {})
+    return {k: props[k] for k in names if k in props}
 
 
 # ------------------------------------------------------------------------------- resources

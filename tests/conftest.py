@@ -29,7 +29,9 @@ def stack():
     """
     from infra.local import LocalStack, StackConfig
 
-    st = LocalStack(StackConfig(port=0, moto_in_thread=True, head_ttl=1.0)).start()
+    # moto as a child process: in a thread it would share moto's in-process backends with the
+    # mock_aws() unit tests, whose resets would wipe the stack's buckets and user pool
+    st = LocalStack(StackConfig(port=0, moto_in_thread=False, head_ttl=1.0)).start()
     try:
         yield st
     finally:

@@ -193,6 +193,7 @@ def test_ingest_handler_rejects_bad_records_without_crashing(lambda_env, stack, 
     event["Records"] += _s3_event(lambda_env.ingest_bucket, "dropped/%2E%2E/escape.txt")["Records"]
     event["Records"] += _s3_event(lambda_env.ingest_bucket, "dropped/missing.b2nd")["Records"]
     event["Records"] += _s3_event(lambda_env.ingest_bucket, "dropped/ok.txt")["Records"]
+    event["Records"] += _s3_event(lambda_env.ingest_bucket, "_staging/some-user/1234")["Records"]
     result = ingest_handler.handler(event, FakeContext())
     assert result["published"] == ["dropped/ok.txt"]
     assert sorted(result["rejected"]) == [
@@ -200,8 +201,11 @@ def test_ingest_handler_rejects_bad_records_without_crashing(lambda_env, stack, 
         "dropped/fake.b2nd",
         "dropped/missing.b2nd",
     ]
-    listing = stack.regions[0].services.read.list("dropped", "")
-    assert "fake.b2nd" not in listing and "ok.txt" in listing and "missing.b2nd" not in listing
+    deadline = time.monotonic() + 3  # the region learns of ok.txt through its change event
+    while "ok.txt" not in (listing := stack.regions[0].services.read.list("dropped", "")):
+        assert time.monotonic() < deadline, listing
+        time.sleep(0.05)
+    assert "fake.b2nd" not in listing and "missing.b2nd" not in listing
     lines = logs()
     assert any(line.get("message") == "ignored record" for line in lines)
     assert any(

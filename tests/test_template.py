@@ -48,7 +48,12 @@ SUB_PARAMS = {
     "Role": "subscriber",
     "OriginBucketName": "caterva-serverless-origin-123456789012-eu-west-1",
     "OriginTopicArn": "arn:aws:sns:eu-west-1:123456789012:caterva-serverless-changes",
+    "UserPoolId": "eu-west-1_AbCdEf123",
+    "UserPoolClientId": "abcdef0123456789",
 }
+# What only the API function reads: users (Cognito) and upload limits
+API_ENV = {"CAT_COMPUTE_FUNCTION", "CAT_USER_POOL_ID", "CAT_USER_POOL_CLIENT_ID", "CAT_PAYLOAD_LIMIT",
+           "CAT_MAX_UPLOAD", "CAT_USER_QUOTA"}
 FUNCTIONS = ("ApiFunction", "IngestFunction", "SyncFunction", "ComputeFunction")
 # Every variable the template sets must be one functions/settings.py reads (or Powertools').
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
@@ -192,22 +197,30 @@ def _grants(cfn: dict, fn: str, params: dict[str, str]) -> set[tuple[str, str]]:
     return pairs
 
 
-def _expected_grants(origin: str, cache: str, ingest: str, topic: str, compute_arn: str) -> dict:
+def _expected_grants(
+    origin: str, cache: str, ingest: str, topic: str, compute_arn: str, staging: str
+) -> dict:
     """What each handler's code calls, as IAM (action, resource) pairs.
 
     - S3Store.get / exists / presign_get -> s3:GetObject (HeadObject is authorised by it);
     - S3Store.put (chunks c/, manifests m/, heads h/, catalogs r/, roots.json) -> s3:PutObject;
     - S3Store.list, and telling a missing key (404) from a forbidden one (403) -> s3:ListBucket;
-    - SnsSink (change events) -> sns:Publish; the API's compute call -> lambda:InvokeFunction.
+    - SnsSink (change events) -> sns:Publish; the API's compute call -> lambda:InvokeFunction;
+    - large uploads staged under _staging/ of *staging* (ingest bucket, or cache for subscribers):
+      presigned PUT, then read and delete at commit.
     """
     o, c, i = (f"arn:aws:s3:::{b}" for b in (origin, cache, ingest))
     read_origin = {("s3:GetObject", f"{o}/*"), ("s3:ListBucket", o)}
     publish = {("s3:PutObject", f"{o}/{p}") for p in ("c/*", "m/*", "h/*", "r/*", "roots.json")}
     cache_rw = {("s3:GetObject", f"{c}/*"), ("s3:PutObject", f"{c}/*"), ("s3:ListBucket", c)}
+    st = f"arn:aws:s3:::{staging}"
+    stage = {(a, f"{st}/_staging/*") for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")}
+    stage.add(("s3:ListBucket", st))
     return {
         "ApiFunction": read_origin
         | publish
         | cache_rw
+        | stage
         | {("sns:Publish", topic), ("lambda:InvokeFunction", compute_arn)},
         "IngestFunction": {("s3:GetObject", f"{i}/*"), ("s3:ListBucket", i)}
         | read_origin
@@ -287,9 +300,8 @@ def test_template_loader_keeps_intrinsics():
     assert sam["AWSTemplateFormatVersion"] == "2010-09-09"  # a string, not a date
     fn = sam["Resources"]["ApiFunction"]["Properties"]
     assert fn["Environment"]["Variables"]["CAT_COMPUTE_FUNCTION"] == {"Ref": "ComputeFunction"}
-    assert sam["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"][-1]["Resource"] == {
-        "Fn::GetAtt": ["ComputeFunction", "Arn"]
-    }
+    statements = {st["Sid"]: st for st in fn["Policies"][0]["Statement"]}
+    assert statements["InvokeCompute"]["Resource"] == {"Fn::GetAtt": ["ComputeFunction", "Arn"]}
 
 
 # ----------------------------------------------------------------------------- wiring
@@ -455,7 +467,7 @@ def test_environment_matches_settings(origin):
     }
     for lid in FUNCTIONS:
         env = _env(origin, lid)
-        expected = COMMON_ENV | ({"CAT_COMPUTE_FUNCTION"} if lid == "ApiFunction" else set())
+        expected = COMMON_ENV | (API_ENV if lid == "ApiFunction" else set())
         assert set(env) == expected, lid
         assert {k for k in env if k.startswith("CAT_")} <= read_by_settings, lid
         values = render(env)
@@ -482,6 +494,7 @@ def test_origin_policies_are_exact(origin, fn):
         bucket["IngestBucket"],
         render({"Ref": "ChangeTopic"}),
         render({"Fn::GetAtt": ["ComputeFunction", "Arn"]}),
+        bucket["IngestBucket"],
     )
     assert _grants(origin, fn, {}) == expected[fn]
 
@@ -495,6 +508,7 @@ def test_subscriber_policies_are_exact(subscriber, fn):
         "-",
         SUB_PARAMS["OriginTopicArn"],
         render({"Fn::GetAtt": ["ComputeFunction", "Arn"]}),
+        render({"Ref": "CacheBucket"}),
     )
     assert _grants(subscriber, fn, SUB_PARAMS) == expected[fn]
 
@@ -596,6 +610,8 @@ def test_origin_outputs(origin):
         "CacheBucketName",
         "IngestBucketName",
         "ChangeTopicArn",
+        "UserPoolId",
+        "UserPoolClientId",
         "Role",
     }
 
@@ -607,6 +623,7 @@ def test_origin_outputs(origin):
         (SUB_PARAMS, True),
         ({"Role": "subscriber"}, False),
         ({"Role": "subscriber", "OriginBucketName": SUB_PARAMS["OriginBucketName"]}, False),
+        ({k: v for k, v in SUB_PARAMS.items() if k != "UserPoolClientId"}, False),
     ],
 )
 def test_rules_demand_origin_params_for_subscribers(params, ok):

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from functions.api import read
+from functions.api import auth, read, write
 from functions.engine.errors import BadRequest, DatasetNotFound, OriginUnavailable, TooLarge
 from functions.engine.reader import CorruptChunk
 from functions.services import Services
@@ -84,6 +84,9 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
+    auth.install_error_handlers(app)
     app.include_router(read.router)
+    app.include_router(auth.router)
+    app.include_router(write.router)
     app.add_middleware(CollapseSlashes)
     return app

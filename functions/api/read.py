@@ -4,26 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from functions.api.auth import scoped_reads
 from functions.engine.errors import BadRequest
 from functions.engine.paths import split_path
 from functions.engine.reader import CacheStats
-from functions.engine.service import FetchParams, ReadService
+from functions.engine.service import FetchParams
+from functions.engine.spaces import ScopedReads
 
 router = APIRouter(prefix="/api")
 
 CACHE_HEADER = "X-Cat-Cache"
 
 
-def read_service(request: Request) -> ReadService:
-    """The process's read service (built once in ``create_app``)."""
-    return request.app.state.services.read
-
-
-Read = Annotated[ReadService, Depends(read_service)]
+# The read service as the caller may use it: user spaces mapped to storage roots,
+# other users' spaces unreachable (see functions.engine.spaces.ScopedReads)
+Read = Annotated[ScopedReads, Depends(scoped_reads)]
 
 
 def _data_response(body: bytes, stats: CacheStats, **headers: str) -> Response:
@@ -60,7 +59,7 @@ def info(path: str, read: Read) -> dict:
     return read.info(root, rel)
 
 
-def _fetch(path: str, params: FetchParams, read: ReadService, range_header: str | None) -> Response:
+def _fetch(path: str, params: FetchParams, read: ScopedReads, range_header: str | None) -> Response:
     if range_header:
         # Frames are assembled on demand, so byte offsets are not stable to offer;
         # clients fall back to /api/chunk on any non-206 answer (and api/info says so)
@@ -150,7 +149,7 @@ def unsubscribe(root: str, read: Read) -> dict:
     return _set_subscription(root, read, False)
 
 
-def _set_subscription(root: str, read: ReadService, on: bool) -> dict:
+def _set_subscription(root: str, read: ScopedReads, on: bool) -> dict:
     name, rel = split_path(root)
     if rel:
         raise BadRequest("subscribe takes a root name, not a path")

@@ -9,6 +9,7 @@ from functions.engine.content import NotBlosc2, load_frame, load_plain
 from functions.engine.errors import BadRequest
 from functions.engine.paths import split_path
 from functions.engine.publish import Publisher, PublishResult
+from functions.engine.writes import STAGING_PREFIX
 from functions.storage.ports import BlobStore, NotFound
 
 #: Largest object ingested in one invocation (bytes); Lambda memory bounds it.
@@ -23,6 +24,7 @@ class IngestOutcome:
     ok: bool
     result: PublishResult | None = None
     error: str | None = None
+    skipped: bool = False  # a large upload staged by the API, committed by the API
 
 
 def decode_key(raw_key: str) -> str:
@@ -38,6 +40,8 @@ def ingest_object(publisher: Publisher, drop: BlobStore, raw_key: str) -> Ingest
     because publishing commits only after all chunks and the manifest are stored.
     """
     key = decode_key(raw_key)
+    if key.startswith(STAGING_PREFIX):
+        return IngestOutcome(key, False, skipped=True)
     try:
         root, rel = split_path(key, allow_root_only=False)
         data = drop.get(key).data

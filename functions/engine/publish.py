@@ -18,7 +18,7 @@ from pathlib import Path
 from functions.engine import layout
 from functions.engine.content import Loaded, load_path, reuse_unchanged
 from functions.engine.events import EventSink, NullSink
-from functions.engine.model import Catalog, ChangeEvent, Head, Manifest, dumps, utcnow_iso
+from functions.engine.model import Catalog, ChangeEvent, Content, Head, Manifest, dumps, utcnow_iso
 from functions.storage.ports import BlobStore, NotFound, PreconditionFailed
 
 log = logging.getLogger(__name__)
@@ -105,10 +105,14 @@ class Publisher:
     # ------------------------------------------------------------------ chunks
 
     def _upload_chunks(self, loaded: Loaded, known: set[str]) -> tuple[int, int]:
-        """Upload chunks not already known to be stored; return (count, bytes)."""
+        """Upload chunks not already known to be stored; return (count, bytes).
+
+        A ``None`` in ``loaded.chunks`` marks a chunk already in the store (a copy
+        or an append reuses the objects of a committed version).
+        """
         todo: dict[str, bytes] = {}
         for ref, data in zip(loaded.content.refs, loaded.chunks, strict=True):
-            if ref.digest and ref.digest not in known:
+            if ref.digest and ref.digest not in known and data is not None:
                 todo.setdefault(ref.digest, data)
         if not todo:
             return 0, 0
@@ -131,18 +135,32 @@ class Publisher:
 
     # ------------------------------------------------------------------ commit
 
-    def publish(self, root: str, path: str, loaded: Loaded) -> PublishResult:
+    def publish(
+        self, root: str, path: str, loaded: Loaded, *, expect_version: int | None = None
+    ) -> PublishResult:
         """Publish one dataset version; a no-op when the content did not change.
+
+        Parameters
+        ----------
+        root, path : str
+            Where the dataset goes.
+        loaded : Loaded
+            Its content and chunk bytes (``None`` for chunks known to be stored).
+        expect_version : int, optional
+            Commit only over this version (0: the dataset must not exist); for
+            read-modify-write callers (append, move) that must not lose an update.
 
         Raises
         ------
         Conflict
-            If the head's conditional write kept losing to other writers.
+            If the head's conditional write kept losing to other writers, or
+            the head is not at *expect_version*.
 
         """
         uploaded = (0, 0)
         for _attempt in range(MAX_CAS_ATTEMPTS):
             head, etag = self.read_head(root, path)
+            _check_expected(root, path, head, expect_version)
             live = head is not None and not head.deleted
             previous = self.read_manifest(head.manifest) if live else None
             if previous is not None:
@@ -179,10 +197,25 @@ class Publisher:
             return PublishResult(root, path, "published", version, *uploaded, changed_chunks=changed)
         raise Conflict(f"{root}/{path}: gave up after {MAX_CAS_ATTEMPTS} concurrent writes won the head")
 
-    def delete(self, root: str, path: str) -> PublishResult:
-        """Delete a dataset: a tombstone head (versions stay monotonic), catalog entry removed."""
+    def publish_content(
+        self, root: str, path: str, content: Content, *, expect_version: int | None = None
+    ) -> PublishResult:
+        """Publish *content* whose chunks are all stored already (a copy): no chunk bytes move.
+
+        Chunks are immutable and shared by content address, so a copy is one new
+        manifest and head that point at the source's chunk objects.
+        """
+        stored = Loaded(content, [None] * len(content.refs))
+        return self.publish(root, path, stored, expect_version=expect_version)
+
+    def delete(self, root: str, path: str, *, expect_version: int | None = None) -> PublishResult:
+        """Delete a dataset: a tombstone head (versions stay monotonic), catalog entry removed.
+
+        With *expect_version*, only that version is deleted (:class:`Conflict` otherwise).
+        """
         for _attempt in range(MAX_CAS_ATTEMPTS):
             head, etag = self.read_head(root, path)
+            _check_expected(root, path, head, expect_version)
             if head is None or head.deleted:
                 return PublishResult(root, path, "absent", head.version if head else 0)
             tomb = Head(root, path, head.version + 1, self._clock(), head.kind, None, None, deleted=True)
@@ -317,6 +350,14 @@ class Publisher:
             if progress:
                 progress(result)
         return results
+
+
+def _check_expected(root: str, path: str, head: Head | None, expect_version: int | None) -> None:
+    if expect_version is None:
+        return
+    current = head.version if head is not None and not head.deleted else 0
+    if current != expect_version:
+        raise Conflict(f"{root}/{path} changed meanwhile (version {current}, not {expect_version}); retry")
 
 
 def _walk(directory: Path) -> Iterable[Path]:

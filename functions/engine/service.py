@@ -15,7 +15,7 @@ import blosc2
 import numpy as np
 
 from catclient import wire
-from functions.engine import expr
+from functions.engine import expr, spaces
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
 from functions.engine.model import Manifest
 from functions.engine.reader import CacheStats, Region
@@ -66,12 +66,15 @@ class ReadService:
 
     # ------------------------------------------------------------------ listing
 
-    def roots(self, subscribed: set[str] | None = None) -> dict:
-        """``{name: {"name", "subscribed"}}`` of every published root."""
+    def roots(self, subscribed: set[str] | None = None, *, authenticated: bool = False) -> dict:
+        """``{name: {"name", "subscribed"}}`` of the roots a caller sees.
+
+        Published roots and ``@public``; with *authenticated* also ``@personal``
+        and ``@shared``.  Storage names of personal spaces are never listed.
+        """
         subscribed = self.region.subscriptions() if subscribed is None else subscribed
-        return {
-            name: {"name": name, "subscribed": name in subscribed} for name in sorted(self.region.roots())
-        }
+        names = spaces.visible_roots(self.region.roots(), authenticated=authenticated)
+        return {name: {"name": name, "subscribed": name in subscribed} for name in names}
 
     def _entries(self, root: str) -> dict[str, dict]:
         return self.region.catalog(root).datasets

@@ -41,15 +41,22 @@ def process(publisher, drop, event: dict) -> dict:
         logger.warning("ignored record", record=r)
     outcomes = [ingest_object(publisher, drop, k) for k in keys]
     for o in outcomes:
-        if o.ok:
+        if o.skipped:
+            logger.debug("staged upload, committed by the API", key=o.key)
+        elif o.ok:
             logger.info("ingested", key=o.key, status=o.result.status, version=o.result.version)
         else:
             logger.warning("rejected", key=o.key, error=o.error)
     metrics.add_metric(name="IngestPublished", unit=MetricUnit.Count, value=sum(o.ok for o in outcomes))
     metrics.add_metric(
-        name="IngestRejected", unit=MetricUnit.Count, value=len(rejected) + sum(not o.ok for o in outcomes)
+        name="IngestRejected",
+        unit=MetricUnit.Count,
+        value=len(rejected) + sum(not o.ok and not o.skipped for o in outcomes),
     )
-    return {"published": [o.key for o in outcomes if o.ok], "rejected": [o.key for o in outcomes if not o.ok]}
+    return {
+        "published": [o.key for o in outcomes if o.ok],
+        "rejected": [o.key for o in outcomes if not o.ok and not o.skipped],
+    }
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,0 +1,188 @@
+"""Login and logout (Caterva2's ``/auth/jwt/*``), and who is behind each request.
+
+A request carries its token as the ``c2subauth`` cookie (what ``caterva2.Client``
+and ``blosc2.C2Array`` send back after ``POST /auth/jwt/login``) or as
+``Authorization: Bearer <token>``.  The token is verified on every request; one
+that does not verify leaves the caller anonymous, which is enough for public
+data, and the reason is reported if they reach for something protected (401).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.responses import JSONResponse, Response
+
+from functions.auth.limits import TooManyAttempts
+from functions.auth.ports import (
+    AuthError,
+    BadCredentials,
+    InvalidToken,
+    PasswordChangeRequired,
+    ProviderUnavailable,
+    Throttled,
+)
+from functions.engine.publish import Conflict
+from functions.engine.spaces import ANONYMOUS, AuthRequired, Forbidden, Principal, ScopedReads
+from functions.services import Services
+
+router = APIRouter(prefix="/auth", tags=["users"])
+
+COOKIE = "c2subauth"
+#: Longer usernames or passwords are refused without asking the user pool.
+MAX_CREDENTIAL_CHARS = 256
+BAD_CREDENTIALS = "LOGIN_BAD_CREDENTIALS"  # Caterva2's (fastapi-users') code, which clients know
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return request.cookies.get(COOKIE) or None
+
+
+def caller(request: Request) -> Principal:
+    """Who is asking (verified once per request; anonymous when there is no valid token)."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    token = _token(request)
+    auth = _services(request).auth
+    if not token:
+        who = ANONYMOUS
+    elif auth is None:
+        who = Principal(token_problem="this server has no user pool, so it accepts no tokens")
+    else:
+        try:
+            user = auth.verify(token)
+            who = Principal(sub=user.sub, username=user.username)
+        except (InvalidToken, ProviderUnavailable) as exc:
+            who = Principal(token_problem=str(exc))
+    request.state.principal = who
+    return who
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def scoped_reads(request: Request, who: Caller) -> ScopedReads:
+    """The read service as the caller may use it (replaces ``read.read_service``, see ``create_app``)."""
+    return ScopedReads(_services(request).read, who)
+
+
+# ---------------------------------------------------------------------- endpoints
+
+
+@router.post(
+    "/jwt/login",
+    status_code=204,
+    response_class=Response,
+    summary="Log in: sets the c2subauth cookie (its value also works as a bearer token)",
+    responses={400: {"description": "LOGIN_BAD_CREDENTIALS"}, 429: {"description": "too many failures"}},
+)
+def login(
+    request: Request,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+) -> Response:
+    """Form ``username`` and ``password`` → 204 with ``Set-Cookie: c2subauth=<token>``."""
+    services = _services(request)
+    address = request.client.host if request.client else "unknown"
+    keys = [f"user:{username.strip().lower()[:MAX_CREDENTIAL_CHARS]}", f"ip:{address}"]
+    services.login_limiter.check(keys)
+    if services.auth is None:
+        raise ProviderUnavailable("this server has no user pool configured: nobody can log in")
+    try:
+        if not username or not password or max(len(username), len(password)) > MAX_CREDENTIAL_CHARS:
+            raise BadCredentials("bad username or password")
+        token = services.auth.login(username, password)
+    except BadCredentials:
+        services.login_limiter.failed(keys)
+        raise
+    services.login_limiter.succeeded(keys[0])
+    response = Response(status_code=204)
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        path="/",
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/jwt/logout", status_code=204, response_class=Response, summary="Log out: clears the cookie")
+def logout() -> Response:
+    """Clear the ``c2subauth`` cookie (the token itself stays valid until it expires, ≤ 1 h)."""
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
+    return response
+
+
+@router.get("/me", summary="Who the request's token belongs to")
+def me(who: Caller) -> dict:
+    """``{"username": ...}`` for a valid token; 401 otherwise (with the reason)."""
+    if not who.authenticated:
+        raise AuthRequired(
+            f"not logged in: {who.token_problem}" if who.token_problem else "not logged in"
+        )
+    return {"username": who.username}
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def _detail(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map authentication and authorisation errors to HTTP answers."""
+
+    @app.exception_handler(AuthRequired)
+    async def _unauthorized(request: Request, exc: AuthRequired):
+        return _detail(401, str(exc), **{"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden):
+        return _detail(403, str(exc))
+
+    @app.exception_handler(PasswordChangeRequired)
+    async def _change_password(request: Request, exc: PasswordChangeRequired):
+        return _detail(400, "LOGIN_PASSWORD_CHANGE_REQUIRED")
+
+    @app.exception_handler(BadCredentials)
+    async def _bad_credentials(request: Request, exc: BadCredentials):
+        return _detail(400, BAD_CREDENTIALS)
+
+    @app.exception_handler(InvalidToken)
+    async def _invalid_token(request: Request, exc: InvalidToken):
+        return _detail(401, f"invalid token: {exc}", **{"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(TooManyAttempts)
+    async def _too_many(request: Request, exc: TooManyAttempts):
+        return _detail(429, str(exc), **{"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(Throttled)
+    async def _throttled(request: Request, exc: Throttled):
+        return _detail(429, str(exc), **{"Retry-After": "60"})
+
+    @app.exception_handler(ProviderUnavailable)
+    async def _provider(request: Request, exc: ProviderUnavailable):
+        return _detail(503, str(exc))
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(request: Request, exc: AuthError):
+        return _detail(400, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict):
+        return _detail(409, str(exc))

@@ -1,0 +1,1 @@
+"""Users: the authentication port, its Cognito adapter, and login flood protection."""

@@ -1,0 +1,460 @@
+"""The write side of the API as domain code: upload, remove, move, copy, append, staged uploads.
+
+Every write goes through the :class:`~functions.engine.publish.Publisher`, the
+same engine that publishes roots: chunks to the origin, an immutable manifest,
+a conditional write of the head and catalog, a change event.  Readers therefore
+see either the old or the new version of a dataset, never a mix, and the other
+regions learn of the write from its event.  The writer's own region is brought
+up to date before the call returns (:meth:`WriteService._settle`), so the
+``GET /api/info`` a client sends right after an upload sees the new version.
+
+Paths arrive already resolved and access-checked (:mod:`functions.engine.spaces`).
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+import uuid
+from typing import Protocol
+
+import blosc2
+import numpy as np
+
+from catclient import wire
+from functions.engine import layout
+from functions.engine.content import BLOSC2_SUFFIXES, Loaded, NotBlosc2, load_frame, load_object, load_plain
+from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
+from functions.engine.model import ChangeEvent, Content, Manifest
+from functions.engine.publish import Conflict, Publisher, PublishResult
+from functions.engine.reader import CacheStats, Region
+from functions.engine.spaces import Forbidden, Location
+from functions.storage.ports import NotFound
+
+#: Staged uploads live under this prefix of the staging bucket.  It is not a valid
+#: root name (``_``), so the ingest function, which the ingest bucket notifies of
+#: every new object, refuses these keys instead of publishing them.
+STAGING_PREFIX = "_staging/"
+#: Read-modify-write attempts of an append before reporting a conflict.
+MAX_APPEND_ATTEMPTS = 4
+_BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+class QuotaExceeded(TooLarge):
+    """The write would take the user's ``@personal`` space over its quota (413)."""
+
+
+class Staging(Protocol):
+    """Where large uploads wait between a presigned PUT and their commit (the ingest bucket)."""
+
+    def presign_put(self, key: str, expires: int) -> str:
+        """A URL that PUTs *key* for *expires* seconds."""
+        ...
+
+    def size(self, key: str) -> int:
+        """Bytes of a staged object; raises :class:`~functions.storage.ports.NotFound`."""
+        ...
+
+    def read(self, key: str) -> bytes:
+        """A staged object's bytes; raises :class:`~functions.storage.ports.NotFound`."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove a staged object (no error if absent)."""
+        ...
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _is_dir(entries: dict, rel: str) -> bool:
+    prefix = rel + "/" if rel else ""
+    return any(p.startswith(prefix) for p in entries)
+
+
+def _below(entries: dict, rel: str) -> dict[str, str]:
+    """``{path: path relative to rel}`` of the datasets in directory *rel*."""
+    prefix = rel + "/" if rel else ""
+    return {p: p[len(prefix) :] for p in sorted(entries) if p.startswith(prefix)}
+
+
+def _check_filename(name: str | None, loc: Location) -> str:
+    if not name:
+        raise BadRequest(f"{loc.path} is a directory: put the file name at the end of the path")
+    if name in (".", "..") or _BAD_NAME.search(name) or len(name) > 255:
+        raise BadRequest(f"not an acceptable file name: {name!r} (no slashes, '..' or control characters)")
+    return name
+
+
+def _check_parents(entries: dict, loc: Location) -> None:
+    """Refuse ``a.b2nd/x`` when ``a.b2nd`` is a file: a path cannot be both."""
+    parts = loc.rel.split("/")
+    for i in range(1, len(parts)):
+        parent = "/".join(parts[:i])
+        if parent in entries:
+            raise BadRequest(f"{loc.space}/{parent} is a file, so {loc.path} cannot be created below it")
+
+
+def _load(name: str, data: bytes) -> Loaded:
+    if name.endswith(BLOSC2_SUFFIXES):
+        try:
+            return load_frame(data, posixpath.basename(name))
+        except NotBlosc2 as exc:
+            suffix = posixpath.splitext(name)[1]
+            raise BadRequest(f"{exc} (a {suffix} upload must be a Blosc2 frame)") from None
+    return load_plain(data)
+
+
+class WriteService:
+    """Answers the write endpoints through a :class:`Publisher`.
+
+    Parameters
+    ----------
+    publisher : Publisher
+        Writes into the origin bucket (and emits the change events).
+    region : Region
+        This API's region, refreshed after each write so the writer sees it at once.
+    max_upload_bytes : int
+        Largest accepted upload or append, bytes (0 = unlimited).
+    user_quota_bytes : int
+        Largest total compressed size of one user's ``@personal`` space (0 = unlimited).
+        Checked before each write; concurrent writes of one user may overshoot it
+        by at most their own size (a soft quota).
+    staging : Staging, optional
+        Where presigned uploads are put; without it only direct uploads work.
+    presign_ttl : int
+        Seconds a presigned upload URL stays valid.
+
+    """
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        region: Region,
+        *,
+        max_upload_bytes: int = 100_000_000,
+        user_quota_bytes: int = 1_000_000_000,
+        staging: Staging | None = None,
+        presign_ttl: int = 300,
+    ) -> None:
+        self.publisher = publisher
+        self.region = region
+        self.max_upload_bytes = max_upload_bytes
+        self.user_quota_bytes = user_quota_bytes
+        self.staging = staging
+        self.presign_ttl = presign_ttl
+
+    # ------------------------------------------------------------------ helpers
+
+    def _entries(self, root: str) -> dict[str, dict]:
+        """The root's catalog as the origin has it now (writes never act on a stale view)."""
+        catalog, _ = self.publisher.read_catalog(root)
+        return dict(catalog.datasets) if catalog else {}
+
+    def check_upload_size(self, nbytes: int) -> None:
+        """Raise :class:`TooLarge` for uploads over ``max_upload_bytes``."""
+        if self.max_upload_bytes and nbytes > self.max_upload_bytes:
+            raise TooLarge(
+                f"the upload is {_human(nbytes)}, over this server's limit of {_human(self.max_upload_bytes)}"
+            )
+
+    def _check_quota(
+        self, loc: Location, entries: dict, adding: int, replacing: set[str] = frozenset()
+    ) -> None:
+        if not loc.personal or not self.user_quota_bytes:
+            return
+        used = sum(int(e.get("cbytes", 0)) for p, e in entries.items() if p not in replacing)
+        if used + adding > self.user_quota_bytes:
+            raise QuotaExceeded(
+                f"this would put {_human(used + adding)} in your @personal space, over your quota of "
+                f"{_human(self.user_quota_bytes)} (in use: {_human(used)}); remove something first"
+            )
+
+    def usage(self, loc: Location) -> int:
+        """Compressed bytes stored in *loc*'s root (what the quota counts for ``@personal``)."""
+        return sum(int(e.get("cbytes", 0)) for e in self._entries(loc.root).values())
+
+    def _settle(self, result: PublishResult) -> None:
+        """Make this region see a committed write now, not after the event or the head TTL.
+
+        Dropping the process memo is not enough: the region's cache bucket holds a
+        copy of the head that stays trusted for ``head_ttl``.  Applying the write
+        as an event re-reads head, catalog and roots index from the origin into
+        both (idempotent: the real event arriving later changes nothing).
+        """
+        if result.status not in ("published", "deleted"):
+            return
+        keys = (layout.head_key(result.root, result.path), layout.catalog_key(result.root), layout.ROOTS_KEY)
+        for key in keys:
+            self.region.forget(key)
+        event = ChangeEvent(
+            type="deleted" if result.status == "deleted" else "published",
+            root=result.root,
+            path=result.path,
+            version=result.version,
+            previous_version=0,
+            mtime="",
+            manifest=None,
+        )
+        self.region.apply_event(event)
+
+    def _current(self, root: str, rel: str, shown: str) -> tuple[Manifest, int]:
+        """The committed manifest and version of a dataset, from the origin."""
+        head, _ = self.publisher.read_head(root, rel)
+        if head is None or head.deleted:
+            raise DatasetNotFound(shown)
+        return self.publisher.read_manifest(head.manifest), head.version
+
+    # ------------------------------------------------------------------ upload
+
+    def upload(self, loc: Location, filename: str | None, data: bytes) -> str:
+        """Store *data* at *loc* (or *loc*/*filename* when *loc* is a directory); return the path.
+
+        ``.b2nd``/``.b2frame`` must be Blosc2 frames and are stored chunk by
+        chunk as they are; anything else is stored as a compressed file.
+        """
+        self.check_upload_size(len(data))
+        entries = self._entries(loc.root)
+        if not loc.rel or (loc.rel not in entries and _is_dir(entries, loc.rel)):
+            name = _check_filename(filename, loc)
+            loc = loc.at(f"{loc.rel}/{name}" if loc.rel else name)
+            if _is_dir(entries, loc.rel) and loc.rel not in entries:
+                raise BadRequest(f"{loc.path} is a directory; upload into it or remove it first")
+        _check_parents(entries, loc)
+        loaded = _load(loc.rel, data)
+        self._check_quota(loc, entries, loaded.content.cbytes, {loc.rel})
+        self._settle(self.publisher.publish(loc.root, loc.rel, loaded))
+        return loc.path
+
+    # ------------------------------------------------------------------ remove
+
+    def remove(self, loc: Location) -> str:
+        """Remove a dataset, or everything below a directory (or all of ``@personal``); return the path."""
+        if not loc.rel and not loc.personal:
+            # One request must not wipe what every user shares; name a directory inside it
+            raise BadRequest(f"{loc.path} is a whole shared space; remove a directory or file inside it")
+        entries = self._entries(loc.root)
+        targets = [loc.rel] if loc.rel in entries else list(_below(entries, loc.rel))
+        if not targets and loc.rel:
+            raise DatasetNotFound(loc.path)
+        for rel in targets:
+            self._settle(self.publisher.delete(loc.root, rel))
+        return loc.path
+
+    # ------------------------------------------------------------------ move / copy
+
+    def copy(self, src: Location, dst: Location) -> str:
+        """Copy a dataset or directory; chunks are shared, no chunk bytes move.  Returns the new path."""
+        return self._transfer(src, dst, move=False)
+
+    def move(self, src: Location, dst: Location) -> str:
+        """Move a dataset or directory: copy (sharing chunks), then delete the source.  Returns the new path.
+
+        Not one atomic step across two heads: the destination is committed
+        before the source is deleted, so a crash in between leaves both, never
+        neither.  A source changed meanwhile is kept (409).
+        """
+        return self._transfer(src, dst, move=True)
+
+    def _transfer(self, src: Location, dst: Location, *, move: bool) -> str:
+        if not src.rel:
+            raise BadRequest(f"{src.path} is a whole root; name a file or directory inside it")
+        src_entries = self._entries(src.root)
+        if src.rel in src_entries:
+            items = {src.rel: ""}
+        else:
+            items = _below(src_entries, src.rel)
+            if not items:
+                raise DatasetNotFound(src.path)
+        dst_entries = src_entries if dst.root == src.root else self._entries(dst.root)
+        # Caterva2's rule: a destination that is a directory, or has no suffix, receives src by name
+        last = posixpath.basename(dst.rel)
+        if dst.rel not in dst_entries and (not dst.rel or _is_dir(dst_entries, dst.rel) or "." not in last):
+            name = posixpath.basename(src.rel)
+            dst = dst.at(f"{dst.rel}/{name}" if dst.rel else name)
+        if dst.root == src.root and (dst.rel == src.rel or dst.rel.startswith(src.rel + "/")):
+            if dst.rel == src.rel:
+                return dst.path  # onto itself: nothing to do (and a move must not delete it)
+            raise BadRequest(f"cannot {'move' if move else 'copy'} {src.path} into itself ({dst.path})")
+        targets = {p: dst.at(f"{dst.rel}/{tail}" if tail else dst.rel) for p, tail in items.items()}
+        for target in targets.values():
+            _check_parents(dst_entries, target)
+            if _is_dir(dst_entries, target.rel) and target.rel not in dst_entries:
+                raise BadRequest(f"{target.path} is a directory; choose another destination")
+        if not (move and dst.root == src.root):
+            adding = sum(int(src_entries[p].get("cbytes", 0)) for p in items)
+            self._check_quota(dst, dst_entries, adding, {t.rel for t in targets.values()})
+        for rel, target in targets.items():
+            head, _ = self.publisher.read_head(src.root, rel)
+            if head is None or head.deleted:
+                continue  # removed since we listed it
+            content = self.publisher.read_manifest(head.manifest).content
+            self._settle(self.publisher.publish_content(target.root, target.rel, content))
+            if move:
+                try:
+                    self._settle(self.publisher.delete(src.root, rel, expect_version=head.version))
+                except Conflict:
+                    raise Conflict(
+                        f"{src.space}/{rel} changed while it was being moved: {target.path} holds the "
+                        f"version that was copied and the newer source was kept"
+                    ) from None
+        return dst.path
+
+    # ------------------------------------------------------------------ append
+
+    def append(self, loc: Location, data: bytes) -> list[int]:
+        """Append the NDArray frame *data* to *loc* along axis 0; return the new shape.
+
+        Chunks of the existing array that the append does not touch are reused
+        as they are; only the last, partial row of chunks (if any) is rebuilt.
+        The commit is conditional on the version that was extended, so two
+        racing appends cannot lose one another (the loser retries).
+        """
+        self.check_upload_size(len(data))
+        try:
+            new = blosc2.ndarray_from_cframe(bytes(data), copy=True)
+        except Exception:  # noqa: BLE001 - blosc2 raises several types on junk
+            raise BadRequest("the appended data is not a Blosc2 NDArray frame") from None
+        if not isinstance(new, blosc2.NDArray):
+            raise BadRequest("the appended data is not a Blosc2 NDArray frame")
+        for _attempt in range(MAX_APPEND_ATTEMPTS):
+            manifest, version = self._current(loc.root, loc.rel, loc.path)
+            if manifest.kind != "ndarray":
+                raise BadRequest(f"{loc.path} is a {manifest.kind}; only n-d arrays (.b2nd) take appends")
+            geo = manifest.geometry
+            values = _conform(new, geo, loc)
+            if values.shape[0] == 0:
+                return list(geo.shape)
+            content, chunks = _appended(manifest, values, self.region)
+            if loc.personal:
+                entries = self._entries(loc.root)
+                self._check_quota(loc, entries, content.cbytes, {loc.rel})
+            try:
+                result = self.publisher.publish(
+                    loc.root, loc.rel, Loaded(content, chunks), expect_version=version
+                )
+            except Conflict:
+                continue  # another write committed in between: redo it over the new version
+            self._settle(result)
+            return list(content.geometry["shape"])
+        raise Conflict(f"{loc.path} kept changing during the append; retry")
+
+    # ------------------------------------------------------------------ staged uploads
+
+    def stage(self, sub: str) -> dict:
+        """A presigned PUT for one large upload by user *sub*.
+
+        Returns
+        -------
+        dict
+            ``{"url", "method": "PUT", "staged": key, "expires_in", "max_bytes"}``.
+
+        """
+        if self.staging is None:
+            raise BadRequest("this server has no staging bucket: large uploads are not available")
+        key = f"{STAGING_PREFIX}{sub}/{uuid.uuid4().hex}"
+        return {
+            "url": self.staging.presign_put(key, self.presign_ttl),
+            "method": "PUT",
+            "staged": key,
+            "expires_in": self.presign_ttl,
+            "max_bytes": self.max_upload_bytes,
+        }
+
+    def commit_staged(self, loc: Location, sub: str, key: str) -> str:
+        """Publish a staged object at *loc* (as an upload would) and delete it; return the path.
+
+        Raises
+        ------
+        Forbidden
+            If *key* is not a staging key of user *sub*.
+        DatasetNotFound
+            If nothing was PUT there (or it expired, or was committed already).
+
+        """
+        if self.staging is None:
+            raise BadRequest("this server has no staging bucket: large uploads are not available")
+        if not re.fullmatch(rf"{re.escape(STAGING_PREFIX + sub)}/[0-9a-f]{{32}}", key or ""):
+            raise Forbidden("that staged upload is not yours (or not a staging key at all)")
+        try:
+            size = self.staging.size(key)
+        except NotFound:
+            raise DatasetNotFound(
+                f"staged upload {key}: PUT the file to its presigned URL first (the URL expires after "
+                f"{self.presign_ttl} s, and a committed upload is gone)"
+            ) from None
+        try:
+            self.check_upload_size(size)
+            path = self.upload(loc, None, self.staging.read(key))
+        except (BadRequest, Forbidden):
+            self.staging.delete(key)  # it can never be committed; don't keep it around
+            raise
+        self.staging.delete(key)
+        return path
+
+
+# ---------------------------------------------------------------------- append helpers
+
+
+def _conform(new: blosc2.NDArray, geo: wire.Geometry, loc: Location) -> np.ndarray:
+    """The appended values as numpy in the target's dtype, or BadRequest saying what does not fit."""
+    shape = tuple(geo.shape)
+    if not shape:
+        raise BadRequest(f"{loc.path} is 0-dimensional; there is no axis to append along")
+    if new.ndim != len(shape) or tuple(new.shape[1:]) != shape[1:]:
+        raise BadRequest(
+            f"cannot append an array of shape {tuple(new.shape)} to {loc.path} of shape {shape}: "
+            f"all but the first dimension must match"
+        )
+    dtype = wire.dtype_from_str(geo.dtype)
+    if new.dtype != dtype and not np.can_cast(new.dtype, dtype, casting="same_kind"):
+        raise BadRequest(f"cannot append {new.dtype} values to {loc.path} of dtype {dtype}")
+    return np.asarray(new[:]).astype(dtype, copy=False)
+
+
+def _appended(manifest: Manifest, values: np.ndarray, region: Region) -> tuple[Content, list[bytes | None]]:
+    """Content of *manifest*'s array with *values* appended, and the chunk bytes only it has.
+
+    In C order axis 0 varies slowest, so the chunks of every complete row of
+    chunks (``chunks[0]`` items along axis 0) keep their index and bytes.  Only
+    the last row, when partial, is rebuilt together with the new values.
+    """
+    geo = manifest.geometry
+    shape, chunk_shape = tuple(geo.shape), tuple(geo.chunks)
+    per_row = math.prod(math.ceil(s / c) for s, c in zip(shape[1:], chunk_shape[1:], strict=True))
+    kept_rows = shape[0] // chunk_shape[0]
+    keep = kept_rows * per_row
+    start = kept_rows * chunk_shape[0]
+    if start < shape[0]:
+        tail_chunks = region.chunks(manifest, range(keep, len(manifest.refs)), CacheStats())
+        tail = np.asarray(wire.assemble_ndarray(geo, tail_chunks, with_vlmeta=False)[start:])
+        values = np.concatenate([tail, values], axis=0)
+    part = load_object(
+        blosc2.asarray(
+            np.ascontiguousarray(values),
+            chunks=chunk_shape,
+            blocks=tuple(geo.blocks),
+            cparams=wire.cparams_from_dict(geo.cparams),
+        )
+    )
+    old = manifest.content
+    dropped = old.refs[keep:]
+    # cbytes counts each chunk plus its entry in the frame's offsets index; derive that
+    # per-chunk overhead from the old figures so the new total is what blosc2 would report
+    overhead = (old.cbytes - sum(r.size for r in old.refs)) / max(1, len(old.refs))
+    refs = old.refs[:keep] + part.content.refs
+    new_shape = [start + values.shape[0], *shape[1:]]
+    geometry = {
+        **old.geometry,
+        "shape": new_shape,
+        "nchunks": len(refs),
+        "nbytes": len(refs) * int(old.geometry["chunksize"]),
+    }
+    cbytes = int(old.cbytes - sum(r.size for r in dropped) - overhead * len(dropped) + part.content.cbytes)
+    content = Content(kind="ndarray", geometry=geometry, vlmeta=old.vlmeta, cbytes=cbytes, refs=refs)
+    return content, [None] * keep + list(part.chunks)
