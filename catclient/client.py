@@ -253,6 +253,8 @@ def _kind(meta: Mapping) -> str:
 
 def _geometry(meta: Mapping, path: str) -> wire.Geometry | None:
     """Assembly geometry from ``/api/info`` (None for lazy expressions, which have no chunks)."""
+    if "expression" in meta:
+        return None  # computed on read: its chunks exist nowhere to be fetched
     try:
         if "shape" in meta:
             sc = meta["schunk"]

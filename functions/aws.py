@@ -129,4 +129,20 @@ def build_services(settings: Settings, *, events: EventSink | None = None) -> Se
         clients={"s3": s3, "sns": sns},
         auth=build_authenticator(settings),
         staging=S3Staging(s3, staging_bucket) if staging_bucket else None,
+        invoker=build_invoker(settings),
     )
+
+
+def build_invoker(settings: Settings):
+    """The compute function through ``lambda.invoke`` when one is configured, else None (in-process)."""
+    if not settings.compute_function:
+        return None
+    from functions.invoke_lambda import LambdaInvoker
+
+    # Reductions fan out: the pool must hold as many connections as parallel invocations;
+    # a compute invocation may run up to the API's own 29 s.
+    config = Config(
+        max_pool_connections=max(10, settings.fanout * 2), read_timeout=30, retries={"max_attempts": 1}
+    )
+    client = boto3.client("lambda", endpoint_url=settings.endpoint_url, config=config)
+    return LambdaInvoker(client, settings.compute_function)

@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 
 from functions.auth.limits import LoginLimiter
 from functions.auth.ports import Authenticator
+from functions.engine import compute
+from functions.engine.compute import Coordinator, Invoker, LocalInvoker
 from functions.engine.events import EventSink
+from functions.engine.lazydata import LazyDatasets
 from functions.engine.publish import Publisher
 from functions.engine.reader import Region
 from functions.engine.service import ReadService
@@ -30,14 +33,24 @@ class Services:
     clients: dict = field(default_factory=dict)
     auth: Authenticator | None = None
     staging: Staging | None = None
+    #: How the compute function is reached; None = in this process (the local stack)
+    invoker: Invoker | None = None
+    coordinator: Coordinator = field(init=False)
+    lazy: LazyDatasets = field(init=False)
     writes: WriteService = field(init=False)
     login_limiter: LoginLimiter = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.invoker is None:
+            # The same domain entry point the compute handler calls, with the same events
+            self.invoker = LocalInvoker(lambda event: compute.handle(self.region, event))
+        self.coordinator = Coordinator(self.region, self.invoker, fanout=self.settings.fanout)
+        self.lazy = LazyDatasets(self.region, self.publisher, self.coordinator)
         self.read = ReadService(
             self.region,
             response_limit=self.settings.response_limit,
             presign_ttl=self.settings.presign_ttl,
+            lazy=self.lazy,
         )
         self.writes = WriteService(
             self.publisher,

@@ -28,6 +28,8 @@ class Settings:
     #: In-process chunk LRU bound, bytes (a warm Lambda container keeps it).
     lru_bytes: int = 256 << 20
     compute_function: str = ""
+    #: Parallel compute invocations for one reduction (1 = a single invocation).
+    fanout: int = 8
     log_level: str = "INFO"
     endpoint_url: str | None = None
     #: Cognito user pool and its app client (no secret, USER_PASSWORD_AUTH); empty = no logins.
@@ -63,6 +65,7 @@ class Settings:
             presign_ttl=int(env.get("CAT_PRESIGN_TTL", "300")),
             lru_bytes=int(env.get("CAT_LRU_BYTES", str(256 << 20))),
             compute_function=env.get("CAT_COMPUTE_FUNCTION", ""),
+            fanout=int(env.get("CAT_FANOUT", "8")),
             log_level=env.get("CAT_LOG_LEVEL", "INFO"),
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             user_pool_id=env.get("CAT_USER_POOL_ID", ""),

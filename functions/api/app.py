@@ -9,8 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from functions.api import auth, read, write
+from functions.api import auth, lazy, read, write
 from functions.engine.errors import BadRequest, DatasetNotFound, OriginUnavailable, TooLarge
+from functions.engine.lazydata import Unreadable
 from functions.engine.reader import CorruptChunk
 from functions.services import Services
 
@@ -66,9 +67,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unavailable(request: Request, exc: OriginUnavailable):
         return _detail(503, f"the origin is unreachable and this data is not cached in the region: {exc}")
 
+    @app.exception_handler(Unreadable)
+    async def _unreadable(request: Request, exc: Unreadable):
+        return _detail(403, str(exc))
+
     @app.exception_handler(CorruptChunk)
     async def _corrupt(request: Request, exc: CorruptChunk):
         return _detail(502, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception):
+        # Every expected failure has a 4xx/503 above: anything reaching here is a bug,
+        # logged with its traceback and answered as JSON like every other error
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _detail(500, f"internal error ({type(exc).__name__}); this is a bug, please report it")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -88,5 +100,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(read.router)
     app.include_router(auth.router)
     app.include_router(write.router)
+    app.include_router(lazy.router)
     app.add_middleware(CollapseSlashes)
     return app

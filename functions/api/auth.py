@@ -131,9 +131,7 @@ def logout() -> Response:
 def me(who: Caller) -> dict:
     """``{"username": ...}`` for a valid token; 401 otherwise (with the reason)."""
     if not who.authenticated:
-        raise AuthRequired(
-            f"not logged in: {who.token_problem}" if who.token_problem else "not logged in"
-        )
+        raise AuthRequired(f"not logged in: {who.token_problem}" if who.token_problem else "not logged in")
     return {"username": who.username}
 
 

@@ -15,8 +15,9 @@ import blosc2
 import numpy as np
 
 from catclient import wire
-from functions.engine import expr, spaces
+from functions.engine import expr, lazydata, spaces
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
+from functions.engine.lazydata import LazyDatasets, MayRead, everyone
 from functions.engine.model import Manifest
 from functions.engine.reader import CacheStats, Region
 
@@ -56,13 +57,23 @@ class ReadService:
         Largest body in bytes (0 = unlimited); larger answers raise :class:`TooLarge`.
     presign_ttl : int
         Seconds presigned plan URLs stay valid.
+    lazy : LazyDatasets, optional
+        Evaluates lazy-expression datasets (without it they cannot be read).
 
     """
 
-    def __init__(self, region: Region, *, response_limit: int = 0, presign_ttl: int = 300) -> None:
+    def __init__(
+        self,
+        region: Region,
+        *,
+        response_limit: int = 0,
+        presign_ttl: int = 300,
+        lazy: LazyDatasets | None = None,
+    ) -> None:
         self.region = region
         self.response_limit = response_limit
         self.presign_ttl = presign_ttl
+        self.lazy = lazy
 
     # ------------------------------------------------------------------ listing
 
@@ -91,9 +102,14 @@ class ReadService:
         """Caterva2's metadata JSON for a dataset, file, directory or root."""
         if rel:
             try:
-                return _info_json(self.region.dataset(root, rel))
+                manifest = self.region.dataset(root, rel)
             except DatasetNotFound:
-                pass
+                manifest = None
+            if manifest is not None:
+                out = _info_json(manifest)
+                if manifest.kind == lazydata.KIND and self.lazy is not None:
+                    out["mtime"] = self.lazy.effective_mtime(manifest)
+                return out
         entries = self._entries(root)
         prefix = rel.rstrip("/") + "/" if rel else ""
         inside = [e for p, e in entries.items() if p.startswith(prefix)]
@@ -121,22 +137,51 @@ class ReadService:
                 f"{_human(self.response_limit)}: {hint}"
             )
 
-    def chunk(self, root: str, rel: str, nchunk: int, stats: CacheStats) -> bytes:
-        """One stored chunk, exactly as ``schunk.get_chunk(nchunk)`` returns it."""
+    def _lazy(self, m: Manifest) -> LazyDatasets:
+        if self.lazy is None:
+            raise BadRequest(f"{m.path} is a lazy expression and this server cannot compute")
+        return self.lazy
+
+    def chunk(
+        self, root: str, rel: str, nchunk: int, stats: CacheStats, *, may_read: MayRead = everyone
+    ) -> bytes:
+        """One stored chunk, exactly as ``schunk.get_chunk(nchunk)`` returns it (computed for expressions)."""
         m = self.manifest(root, rel)
-        n = len(m.refs)
+        n = m.geometry.nchunks if m.kind == lazydata.KIND else len(m.refs)
+        if m.kind == lazydata.KIND and 0 <= nchunk < n:
+            return self._lazy(m).chunk(m, nchunk, may_read)
         if not 0 <= nchunk < n:
             raise BadRequest(f"nchunk {nchunk} is out of range: {rel} has {n} chunk(s) (0..{n - 1})")
         return self.region.chunk(m, nchunk, stats)
 
-    def fetch(self, root: str, rel: str, params: FetchParams, stats: CacheStats) -> bytes:
+    def fetch(
+        self, root: str, rel: str, params: FetchParams, stats: CacheStats, *, may_read: MayRead = everyone
+    ) -> bytes:
         """A cframe of the selection (whole datasets are re-framed without recompression)."""
         m = self.manifest(root, rel)
+        if m.kind == lazydata.KIND:
+            return self._fetch_lazy(m, params, may_read)
         if m.kind == "ndarray":
             return self._fetch_ndarray(m, params, stats)
         if params.field or params.filter or params.indices:
             raise BadRequest(f"field, filter and indices apply to n-d arrays; {rel} is a {m.kind}")
         return self._fetch_schunk(m, params.slice_, stats)
+
+    def _fetch_lazy(self, m: Manifest, params: FetchParams, may_read: MayRead) -> bytes:
+        if params.field or params.filter:
+            raise BadRequest(
+                f"field and filter need a structured dtype; {m.path} is a computed {m.geometry.dtype}"
+            )
+        try:
+            key = wire.parse_indices(params.indices)
+            if key is None:
+                key = wire.parse_slice(params.slice_, len(m.geometry.shape))
+        except wire.SliceError as exc:
+            raise BadRequest(str(exc)) from None
+        value = self._lazy(m).evaluate(m, key, may_read)
+        body = blosc2.asarray(np.asarray(value)).to_cframe()
+        self._check_size(len(body), "the computed selection", "ask for a smaller slice, or read chunk-wise")
+        return body
 
     def _fetch_ndarray(self, m: Manifest, params: FetchParams, stats: CacheStats) -> bytes:
         geo = m.geometry
@@ -197,11 +242,15 @@ class ReadService:
         self._check_size(len(body), "the selection", "ask for a smaller slice")
         return body
 
-    def download(self, root: str, rel: str, *, blosc2_encoding: bool, stats: CacheStats) -> Download:
+    def download(
+        self, root: str, rel: str, *, blosc2_encoding: bool, stats: CacheStats, may_read: MayRead = everyone
+    ) -> Download:
         """The dataset as a file: frames as frames, plain files decompressed (or as cframe)."""
         m = self.manifest(root, rel)
         geo = m.geometry
         name = posixpath.basename(rel)
+        if m.kind == lazydata.KIND:  # the computed result, as a frame
+            return Download(self._fetch_lazy(m, FetchParams(), may_read), "application/octet-stream", name)
         hint = "use catclient (it reads big datasets straight from S3) or read chunk-wise via /api/chunk"
         if m.kind == "file" and not blosc2_encoding:
             self._check_size(geo.nbytes, name, hint)
@@ -225,6 +274,8 @@ class ReadService:
         """A read plan: the chunks a slice needs, as presigned URLs (or inline bytes)."""
         m = self.manifest(root, rel)
         geo = m.geometry
+        if m.kind == lazydata.KIND:
+            raise BadRequest(f"{m.path} is computed on read and has no stored chunks: use /api/fetch")
         try:
             if m.kind == "ndarray":
                 key = wire.parse_slice(slice_, len(geo.shape))
@@ -291,6 +342,21 @@ def _info_json(m: Manifest) -> dict:
         "nchunks": geo.nchunks,
         "mtime": None,
     }
+    if m.kind == lazydata.KIND:
+        g = m.content.geometry
+        return {
+            "shape": list(geo.shape),
+            "chunks": list(geo.chunks),
+            "blocks": list(geo.blocks),
+            "dtype": geo.dtype,
+            "expression": g["expression"],
+            "operands": dict(g["operands"]),
+            # What blosc2.C2Array needs to open it (cparams) and what Proxy chunks by
+            "schunk": {**schunk, "cratio": 0.0, "urlpath": f"{m.root}/{m.path}"},
+            "mtime": m.mtime,
+            "version": m.version,
+            "accept_ranges": "none",
+        }
     if m.kind == "ndarray":
         return {
             "shape": list(geo.shape),

@@ -192,6 +192,25 @@ def resolve(path: str, who: Principal, *, write: bool = False, allow_root_only: 
     return locate(root, rel, who, write=write)
 
 
+def may_read(storage_root: str, who: Principal) -> bool:
+    """Whether *who* may read a storage root (how lazy-expression operands are re-authorised)."""
+    if storage_root == SHARED:
+        return who.authenticated
+    if storage_root.startswith(_PERSONAL_PREFIX):
+        return who.sub is not None and storage_root == personal_root(who.sub)
+    return True  # published roots and @public
+
+
+def shown(storage_path: str, who: Principal) -> str:
+    """A storage path as *who* may see it: their own personal root as ``@personal``, others hidden."""
+    root, _, rel = storage_path.partition("/")
+    if root.startswith(_PERSONAL_PREFIX):
+        if who.sub is not None and root == personal_root(who.sub):
+            return f"{PERSONAL}/{rel}"
+        return f"{PERSONAL} of another user"
+    return storage_path
+
+
 def visible_roots(stored: Iterable[str], *, authenticated: bool) -> list[str]:
     """Root names a caller sees: published roots, ``@public``, and for users ``@personal``, ``@shared``.
 
@@ -287,20 +306,27 @@ class ScopedReads:
         target = out.get("schunk", out)
         if "urlpath" in target:
             target["urlpath"] = loc.path
+        if "operands" in out:  # a lazy expression: operands as this caller may see them
+            out["operands"] = {alias: shown(path, self.who) for alias, path in out["operands"].items()}
         return out
 
+    def _may_read(self, storage_root: str) -> bool:
+        return may_read(storage_root, self.who)
+
     def fetch(self, root: str, rel: str, params: FetchParams, stats: CacheStats) -> bytes:
-        """Like ``ReadService.fetch``."""
-        return self._call(self._loc(root, rel), self._read.fetch, params, stats)
+        """Like ``ReadService.fetch`` (lazy-expression operands re-authorised for the caller)."""
+        return self._call(self._loc(root, rel), self._read.fetch, params, stats, may_read=self._may_read)
 
     def chunk(self, root: str, rel: str, nchunk: int, stats: CacheStats) -> bytes:
         """Like ``ReadService.chunk``."""
-        return self._call(self._loc(root, rel), self._read.chunk, nchunk, stats)
+        return self._call(self._loc(root, rel), self._read.chunk, nchunk, stats, may_read=self._may_read)
 
     def download(self, root: str, rel: str, *, blosc2_encoding: bool, stats: CacheStats) -> Download:
         """Like ``ReadService.download``."""
         loc = self._loc(root, rel)
-        return self._call(loc, self._read.download, blosc2_encoding=blosc2_encoding, stats=stats)
+        return self._call(
+            loc, self._read.download, blosc2_encoding=blosc2_encoding, stats=stats, may_read=self._may_read
+        )
 
     def plan(self, root: str, rel: str, slice_: str | None, stats: CacheStats) -> dict:
         """Like ``ReadService.plan``, with the user's path in ``path``."""

@@ -5,7 +5,7 @@ same engine that publishes roots: chunks to the origin, an immutable manifest,
 a conditional write of the head and catalog, a change event.  Readers therefore
 see either the old or the new version of a dataset, never a mix, and the other
 regions learn of the write from its event.  The writer's own region is brought
-up to date before the call returns (:meth:`WriteService._settle`), so the
+up to date before the call returns (:meth:`WriteService.settle`), so the
 ``GET /api/info`` a client sends right after an upload sees the new version.
 
 Paths arrive already resolved and access-checked (:mod:`functions.engine.spaces`).
@@ -179,7 +179,7 @@ class WriteService:
         """Compressed bytes stored in *loc*'s root (what the quota counts for ``@personal``)."""
         return sum(int(e.get("cbytes", 0)) for e in self._entries(loc.root).values())
 
-    def _settle(self, result: PublishResult) -> None:
+    def settle(self, result: PublishResult) -> None:
         """Make this region see a committed write now, not after the event or the head TTL.
 
         Dropping the process memo is not enough: the region's cache bucket holds a
@@ -228,7 +228,7 @@ class WriteService:
         _check_parents(entries, loc)
         loaded = _load(loc.rel, data)
         self._check_quota(loc, entries, loaded.content.cbytes, {loc.rel})
-        self._settle(self.publisher.publish(loc.root, loc.rel, loaded))
+        self.settle(self.publisher.publish(loc.root, loc.rel, loaded))
         return loc.path
 
     # ------------------------------------------------------------------ remove
@@ -243,7 +243,7 @@ class WriteService:
         if not targets and loc.rel:
             raise DatasetNotFound(loc.path)
         for rel in targets:
-            self._settle(self.publisher.delete(loc.root, rel))
+            self.settle(self.publisher.delete(loc.root, rel))
         return loc.path
 
     # ------------------------------------------------------------------ move / copy
@@ -294,10 +294,10 @@ class WriteService:
             if head is None or head.deleted:
                 continue  # removed since we listed it
             content = self.publisher.read_manifest(head.manifest).content
-            self._settle(self.publisher.publish_content(target.root, target.rel, content))
+            self.settle(self.publisher.publish_content(target.root, target.rel, content))
             if move:
                 try:
-                    self._settle(self.publisher.delete(src.root, rel, expect_version=head.version))
+                    self.settle(self.publisher.delete(src.root, rel, expect_version=head.version))
                 except Conflict:
                     raise Conflict(
                         f"{src.space}/{rel} changed while it was being moved: {target.path} holds the "
@@ -340,7 +340,7 @@ class WriteService:
                 )
             except Conflict:
                 continue  # another write committed in between: redo it over the new version
-            self._settle(result)
+            self.settle(result)
             return list(content.geometry["shape"])
         raise Conflict(f"{loc.path} kept changing during the append; retry")
 
