@@ -85,6 +85,12 @@ def tomography(shape=TOMO_SHAPE, seed: int = 0) -> np.ndarray:
     return np.clip(volume, 0, 65535).astype(np.uint16)
 
 
+def tomo_guess_test() -> np.ndarray:
+    """The (10, 100, 100) uint16 stack of Caterva2's tutorial: value ``i*10000 + j*100 + k`` (mod 2**16)."""
+    i, j, k = np.ogrid[:10, :100, :100]
+    return ((i * 10000 + j * 100 + k) % 65536).astype(np.uint16)
+
+
 def write_example(directory: Path, *, tomo: bool = False) -> list[Path]:
     """Write every dataset into *directory* (overwriting); return the paths written."""
     directory = Path(directory)

@@ -290,13 +290,26 @@ class LocalStack:
             runtime.queue_url = self.resources["sync_queue_urls"][label]
             self.regions.append(runtime)
         if publish and self.config.root_dir is not None:
-            self.regions[0].services.publisher.publish_directory(self.config.root_name, self.config.root_dir)
+            self._publish_examples()
         for i, runtime in enumerate(self.regions):
             self._start_api(runtime, self.config.port + i if self.config.port else 0)
         dispatcher = threading.Thread(target=self._dispatch_loop, daemon=True, name="dispatcher")
         dispatcher.start()
         self._threads.append(dispatcher)
         return self
+
+    def _publish_examples(self) -> None:
+        """Publish the root, and the same files under ``@public/examples/`` (the tutorial's paths)."""
+        import blosc2
+
+        from functions.engine.content import load_object
+        from infra.example_data import tomo_guess_test
+
+        publisher = self.regions[0].services.publisher
+        publisher.publish_directory(self.config.root_name, self.config.root_dir)
+        publisher.publish_directory("@public", self.config.root_dir, prefix="examples/")
+        stack = blosc2.asarray(tomo_guess_test(), chunks=(10, 100, 100), blocks=(2, 100, 100))
+        publisher.publish("@public", "examples/tomo-guess-test.b2nd", load_object(stack))
 
     def stop(self) -> None:
         """Stop APIs, dispatcher and moto."""
@@ -363,8 +376,19 @@ def main(argv: list[str] | None = None) -> int:
         help="largest response body in bytes, as on Lambda (0 = unlimited)",
     )
     parser.add_argument("--tomo", action="store_true", help="generate the 64 MiB tomography stack first")
+    parser.add_argument(
+        "--verbose", action="store_true", help="log every event and publish (JSON, as on Lambda)"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Our own messages at INFO; libraries (httpx, botocore) only when something is wrong
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log.setLevel(logging.INFO)
+    if not args.verbose:
+        # The handlers log each change event and ingest at INFO, as Lambda should;
+        # on a terminal that buries the ready line, so locally only warnings show
+        from functions.handlers.common import logger as handler_logger
+
+        handler_logger.setLevel(logging.WARNING)
     if args.tomo:
         from infra.example_data import write_tomography
 

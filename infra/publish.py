@@ -97,8 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"{result.status:>9}  {args.root}/{result.path}  v{result.version}{extra}", flush=True)
 
+    failed = []
+
+    def skipped(path: str, exc: Exception) -> None:
+        failed.append(path)
+        print(f"cat-publish: error: {args.root}/{path}: {exc} (skipped)", file=sys.stderr)
+
     try:
-        results = publisher.publish_directory(args.root, args.directory, progress=report)
+        results = publisher.publish_directory(args.root, args.directory, progress=report, on_error=skipped)
     except (NotBlosc2, BadRequest) as exc:
         print(f"cat-publish: error: {exc}", file=sys.stderr)
         return 1
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         changed = sum(r.status in ("published", "deleted") for r in results)
         sent = sum(r.uploaded_bytes for r in results)
         print(f"{args.root}: {changed} of {len(results)} dataset(s) changed, {_human(sent)} uploaded")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -193,3 +193,25 @@ def test_file_slices_with_any_step(api_url, text):
     assert r.status_code == 200
     start, stop, step = (int(p) if p else None for p in text.split(":"))
     assert blosc2.schunk_from_cframe(r.content)[:] == TRUTH["ds-hello.b2frame"][start:stop:step]
+
+
+def test_seed_client_tutorial_runs_with_its_own_paths(stack, tmp_path, monkeypatch):
+    """Caterva2's client tutorial (seed 000), its @public/examples paths unchanged."""
+    monkeypatch.chdir(tmp_path)
+    url = stack.api_url
+    assert "@public" in cat2.Client(url).get_roots()
+    client = cat2.Client(url, (stack.resources["demo_user"], stack.resources["demo_password"]))
+    assert {"@public", "@personal", "@shared"} <= set(client.get_roots())
+    assert "examples/tomo-guess-test.b2nd" in client.get_list("@public")
+    metadata = client.get_info("@public/examples/tomo-guess-test.b2nd")
+    assert (metadata["shape"], metadata["chunks"], metadata["blocks"]) == ([10, 100, 100], [10, 100, 100], [2, 100, 100])
+    assert client.get("@public/examples/tomo-guess-test.b2nd")[5, 10:12, 3].tolist() == [51003, 51103]
+    client.download(pathlib.PurePosixPath("@public/examples/tomo-guess-test.b2nd"), "mylocalfile.b2nd")
+    assert client.upload("mylocalfile.b2nd", "@public/uploadedfile.b2nd") is not None
+    myroot = client.get("@public")
+    ds = myroot["examples/tomo-guess-test.b2nd"]
+    assert isinstance(ds.slice((slice(5), slice(10, 12), slice(3))), blosc2.NDArray)
+    assert isinstance(myroot["examples/ds-hello.b2frame"][:10], bytes)
+    assert isinstance(myroot["examples/README.md"].slice(slice(0, 10)), blosc2.SChunk)
+    assert np.array_equal(client.fetch("@public/uploadedfile.b2nd"), client.fetch("@public/examples/tomo-guess-test.b2nd"))
+    client.remove("@public/uploadedfile.b2nd")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from functions.engine import layout
-from functions.engine.content import Loaded, load_path, reuse_unchanged
+from functions.engine.content import Loaded, NotBlosc2, load_path, reuse_unchanged
 from functions.engine.events import EventSink, NullSink
 from functions.engine.model import Catalog, ChangeEvent, Content, Head, Manifest, dumps, utcnow_iso
 from functions.storage.ports import BlobStore, NotFound, PreconditionFailed
@@ -327,9 +327,27 @@ class Publisher:
         root: str,
         directory: Path,
         *,
+        prefix: str = "",
         progress: Callable[[PublishResult], None] | None = None,
+        on_error: Callable[[str, Exception], None] | None = None,
     ) -> list[PublishResult]:
-        """Publish every file below *directory* as *root*; remove datasets whose file is gone.
+        """Publish every file below *directory* into *root*; remove datasets whose file is gone.
+
+        Parameters
+        ----------
+        root : str
+            The root to publish into.
+        directory : Path
+            Local directory whose files become datasets.
+        prefix : str
+            Path inside the root to publish under (``"examples/"``); only datasets
+            under it are candidates for removal.
+        progress : callable, optional
+            Called with each dataset's result as it completes.
+        on_error : callable, optional
+            Called with ``(path, exception)`` for a file that cannot be published
+            (e.g. not valid Blosc2); the others go on, and the dataset already
+            published under that path is kept.  Without it the error propagates.
 
         Hidden files and directories (names starting with ``.``) are skipped.
         """
@@ -337,14 +355,21 @@ class Publisher:
         results = []
         seen = set()
         for local in _walk(directory):
-            rel = local.relative_to(directory).as_posix()
+            rel = prefix + local.relative_to(directory).as_posix()
             seen.add(rel)
-            result = self.publish_file(root, rel, local)
+            try:
+                result = self.publish_file(root, rel, local)
+            except NotBlosc2 as exc:
+                if on_error is None:
+                    raise
+                on_error(rel, exc)
+                continue
             results.append(result)
             if progress:
                 progress(result)
         catalog, _ = self.read_catalog(root)
-        for path in sorted(set(catalog.datasets) - seen if catalog else ()):
+        stale = {p for p in catalog.datasets if p.startswith(prefix)} - seen if catalog else set()
+        for path in sorted(stale):
             result = self.delete(root, path)
             results.append(result)
             if progress:
