@@ -56,7 +56,7 @@ API_ENV = {"CAT_COMPUTE_FUNCTION", "CAT_USER_POOL_ID", "CAT_USER_POOL_CLIENT_ID"
            "CAT_MAX_UPLOAD", "CAT_USER_QUOTA"}
 FUNCTIONS = ("ApiFunction", "IngestFunction", "SyncFunction", "ComputeFunction")
 # Every variable the template sets must be one functions/settings.py reads (or Powertools').
-POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED"}
 COMMON_ENV = {
     "CAT_ORIGIN_BUCKET",
     "CAT_CACHE_BUCKET",
@@ -430,7 +430,7 @@ def test_functions_runtime_layer_logs(origin):
         assert props["Runtime"] in layer["Properties"]["CompatibleRuntimes"], lid
         assert props["Architectures"] == [{"Ref": "Architecture"}], lid
         assert props["Layers"] == [{"Ref": layer_id}], lid
-        assert props["TracingConfig"] == {"Mode": "Active"}, lid
+        assert props["TracingConfig"] == {"Mode": {"Ref": "Tracing"}}, lid
         group = origin["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]["Properties"]
         assert group["RetentionInDays"] == 30, lid
         assert render(group["LogGroupName"]) == f"/aws/lambda/{render(props['FunctionName'])}", lid
