@@ -81,6 +81,8 @@ class StackConfig:
     head_ttl: float = 2.0
     poll_interval: float = 0.05
     demo_user: str = "demo"
+    #: Where buckets are saved on stop and restored from on start (None: memory only)
+    state_dir: Path | None = None
 
 
 @dataclass
@@ -283,6 +285,7 @@ class LocalStack:
         """Start everything; returns self once every API answers."""
         self._start_moto()
         self._create_resources()
+        self._restore_state()
         self._create_user_pool()
         for i in range(self.config.regions):
             label = f"r{i + 1}"
@@ -297,6 +300,49 @@ class LocalStack:
         dispatcher.start()
         self._threads.append(dispatcher)
         return self
+
+    def _buckets(self) -> list[str]:
+        plan = self.resources["plan"]
+        return [plan.origin_bucket, plan.ingest_bucket, *plan.cache_buckets.values()]
+
+    def _restore_state(self) -> int:
+        """Put back every object saved by :meth:`_save_state`; returns how many."""
+        state = self.config.state_dir
+        if state is None or not state.is_dir():
+            return 0
+        s3 = self.client("s3")
+        count = 0
+        for bucket in self._buckets():
+            base = state / bucket
+            for path in sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else ():
+                s3.put_object(Bucket=bucket, Key=path.relative_to(base).as_posix(), Body=path.read_bytes())
+                count += 1
+        log.info("restored %d objects from %s", count, state)
+        return count
+
+    def _save_state(self) -> None:
+        """Write every object of the stack's buckets under ``state_dir/<bucket>/<key>``."""
+        import shutil
+
+        state = self.config.state_dir
+        if state is None or self._moto is None or not self.resources:
+            return
+        fresh = state.with_name(state.name + ".saving")
+        shutil.rmtree(fresh, ignore_errors=True)
+        s3 = self.client("s3")
+        count = 0
+        for bucket in self._buckets():
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for obj in page.get("Contents", ()):
+                    target = fresh / bucket / obj["Key"]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+                    count += 1
+        # Swap only once the copy is complete: an interrupted save keeps the previous state
+        fresh.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(state, ignore_errors=True)
+        fresh.rename(state)
+        log.info("saved %d objects to %s", count, state)
 
     def _publish_examples(self) -> None:
         """Publish the root, and the same files under ``@public/examples/`` (the tutorial's paths)."""
@@ -322,7 +368,10 @@ class LocalStack:
                 runtime.thread.join(timeout=10)
         for thread in self._threads:
             thread.join(timeout=10)
-        self._stop_moto()
+        try:
+            self._save_state()
+        finally:
+            self._stop_moto()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -379,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--verbose", action="store_true", help="log every event and publish (JSON, as on Lambda)"
     )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=os.environ.get("CAT_LOCAL_STATE") or None,
+        help="keep the buckets in DIR across runs: restored at start, saved at stop (env CAT_LOCAL_STATE)",
+    )
     args = parser.parse_args(argv)
     # Our own messages at INFO; libraries (httpx, botocore) only when something is wrong
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -400,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
             root_dir=args.root_dir,
             root_name=args.root_name,
             response_limit=args.response_limit,
+            state_dir=args.state,
         )
     )
     stopping = threading.Event()
