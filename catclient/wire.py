@@ -441,6 +441,25 @@ def select_schunk(geo: Geometry, chunk_bytes: Mapping[int, bytes], items: slice)
     return b"".join(parts)
 
 
+# --------------------------------------------------------------------------- transport
+
+
+def transport_cparams(typesize: int = 8) -> blosc2.CParams:
+    """Compression for data only in transit (sliced answers, computed results).
+
+    zstd at level 1 compresses measured floats about as well as Blosc2's default
+    (level 5) at about 3.5x the speed (50 MB of noisy float64: 115 ms vs 400 ms).
+    """
+    return blosc2.CParams(codec=blosc2.Codec.ZSTD, clevel=1, typesize=typesize)
+
+
+def to_cframe(value) -> bytes:
+    """A numpy result as the cframe clients decode (``blosc2.ndarray_from_cframe``)."""
+    value = np.asarray(value)
+    framed = blosc2.asarray(value, cparams=transport_cparams(max(1, value.dtype.itemsize)))
+    return framed.to_cframe()
+
+
 # --------------------------------------------------------------------------- plans
 
 

@@ -16,6 +16,9 @@ class LambdaInvoker:
         The compute function's name or ARN.
     """
 
+    #: A synchronous invocation answers at most 6 MB of JSON; base64 grows bytes by 4/3
+    payload_limit = 4 << 20
+
     def __init__(self, client, function_name: str) -> None:
         self._lambda = client
         self.function_name = function_name

@@ -179,7 +179,7 @@ class ReadService:
         except wire.SliceError as exc:
             raise BadRequest(str(exc)) from None
         value = self._lazy(m).evaluate(m, key, may_read)
-        body = blosc2.asarray(np.asarray(value)).to_cframe()
+        body = wire.to_cframe(value)
         self._check_size(len(body), "the computed selection", "ask for a smaller slice, or read chunk-wise")
         return body
 
@@ -217,7 +217,7 @@ class ReadService:
             result = _apply_filter(result, params.filter)
         if params.field:
             result = np.ascontiguousarray(result[params.field])
-        body = blosc2.asarray(np.asarray(result)).to_cframe()
+        body = wire.to_cframe(result)
         self._check_size(len(body), "the selection", "ask for a smaller slice, or read chunk-wise")
         return body
 
@@ -237,7 +237,7 @@ class ReadService:
             raise TooLarge("the selection is over 1 GiB; ask for smaller slices")
         chunks = self.region.chunks(m, touched, stats)
         data = wire.select_schunk(geo, chunks, items)
-        cparams = blosc2.CParams(typesize=geo.typesize, codec=blosc2.Codec.ZSTD, clevel=5)
+        cparams = wire.transport_cparams(geo.typesize)
         body = blosc2.SChunk(chunksize=max(len(data), geo.typesize), data=data, cparams=cparams).to_cframe()
         self._check_size(len(body), "the selection", "ask for a smaller slice")
         return body

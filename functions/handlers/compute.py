@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functions.engine.compute import handle
+from functions.engine.compute import handle, jsonable
 from functions.handlers.common import logger, metrics, tracer
 
 _region = None
@@ -19,7 +19,7 @@ def process(region, event: dict) -> dict:
         error=answer.get("error"),
         cache=answer.get("cache"),
     )
-    return answer
+    return jsonable(answer)  # a Lambda answer is JSON: the result frame as base64
 
 
 @logger.inject_lambda_context(clear_state=True)
