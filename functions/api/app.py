@@ -7,9 +7,9 @@ import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 
 from functions.api import auth, lazy, read, write
+from functions.api.errors import Rule, detail, register
 from functions.engine.errors import BadRequest, DatasetNotFound, OriginUnavailable, TooLarge
 from functions.engine.lazydata import Unreadable
 from functions.engine.reader import CorruptChunk
@@ -36,10 +36,6 @@ class CollapseSlashes:
         await self.app(scope, receive, send)
 
 
-def _detail(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status)
-
-
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -48,43 +44,35 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+#: Domain errors and their answers
+RULES = (
+    Rule(TooLarge, 413),
+    Rule(BadRequest, 400),
+    Rule(DatasetNotFound, 404, lambda exc: f"not found: {exc}"),
+    Rule(
+        OriginUnavailable,
+        503,
+        lambda e: f"the origin is unreachable and this data is not cached in the region: {e}",
+    ),
+    Rule(Unreadable, 403),
+    Rule(CorruptChunk, 502),
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain errors to Caterva2-style JSON errors (``{"detail": ...}``)."""
+    register(app, RULES)
 
-    @app.exception_handler(TooLarge)
-    async def _too_large(request: Request, exc: TooLarge):
-        return _detail(413, str(exc))
-
-    @app.exception_handler(BadRequest)
-    async def _bad(request: Request, exc: BadRequest):
-        return _detail(400, str(exc))
-
-    @app.exception_handler(DatasetNotFound)
-    async def _missing(request: Request, exc: DatasetNotFound):
-        return _detail(404, f"not found: {exc}")
-
-    @app.exception_handler(OriginUnavailable)
-    async def _unavailable(request: Request, exc: OriginUnavailable):
-        return _detail(503, f"the origin is unreachable and this data is not cached in the region: {exc}")
-
-    @app.exception_handler(Unreadable)
-    async def _unreadable(request: Request, exc: Unreadable):
-        return _detail(403, str(exc))
-
-    @app.exception_handler(CorruptChunk)
-    async def _corrupt(request: Request, exc: CorruptChunk):
-        return _detail(502, str(exc))
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        return detail(400, _validation_message(exc))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):
         # Every expected failure has a 4xx/503 above: anything reaching here is a bug,
         # logged with its traceback and answered as JSON like every other error
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _detail(500, f"internal error ({type(exc).__name__}); this is a bug, please report it")
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        return _detail(400, _validation_message(exc))
+        return detail(500, f"internal error ({type(exc).__name__}); this is a bug, please report it")
 
 
 def create_app(services: Services) -> FastAPI:

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
+from functions.api.errors import Rule, register
 from functions.auth.limits import TooManyAttempts
 from functions.auth.ports import (
     AuthError,
@@ -138,49 +139,23 @@ def me(who: Caller) -> dict:
 # ---------------------------------------------------------------------- errors
 
 
-def _detail(status: int, message: str, **headers: str) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
+_BEARER = {"WWW-Authenticate": "Bearer"}
+
+#: Authentication and authorisation errors and their answers
+RULES = (
+    Rule(AuthRequired, 401, headers=lambda exc: _BEARER),
+    Rule(Forbidden, 403),
+    Rule(PasswordChangeRequired, 400, lambda exc: "LOGIN_PASSWORD_CHANGE_REQUIRED"),
+    Rule(BadCredentials, 400, lambda exc: BAD_CREDENTIALS),
+    Rule(InvalidToken, 401, lambda exc: f"invalid token: {exc}", lambda exc: _BEARER),
+    Rule(TooManyAttempts, 429, headers=lambda exc: {"Retry-After": str(exc.retry_after)}),
+    Rule(Throttled, 429, headers=lambda exc: {"Retry-After": "60"}),
+    Rule(ProviderUnavailable, 503),
+    Rule(AuthError, 400),
+    Rule(Conflict, 409),
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Map authentication and authorisation errors to HTTP answers."""
-
-    @app.exception_handler(AuthRequired)
-    async def _unauthorized(request: Request, exc: AuthRequired):
-        return _detail(401, str(exc), **{"WWW-Authenticate": "Bearer"})
-
-    @app.exception_handler(Forbidden)
-    async def _forbidden(request: Request, exc: Forbidden):
-        return _detail(403, str(exc))
-
-    @app.exception_handler(PasswordChangeRequired)
-    async def _change_password(request: Request, exc: PasswordChangeRequired):
-        return _detail(400, "LOGIN_PASSWORD_CHANGE_REQUIRED")
-
-    @app.exception_handler(BadCredentials)
-    async def _bad_credentials(request: Request, exc: BadCredentials):
-        return _detail(400, BAD_CREDENTIALS)
-
-    @app.exception_handler(InvalidToken)
-    async def _invalid_token(request: Request, exc: InvalidToken):
-        return _detail(401, f"invalid token: {exc}", **{"WWW-Authenticate": "Bearer"})
-
-    @app.exception_handler(TooManyAttempts)
-    async def _too_many(request: Request, exc: TooManyAttempts):
-        return _detail(429, str(exc), **{"Retry-After": str(exc.retry_after)})
-
-    @app.exception_handler(Throttled)
-    async def _throttled(request: Request, exc: Throttled):
-        return _detail(429, str(exc), **{"Retry-After": "60"})
-
-    @app.exception_handler(ProviderUnavailable)
-    async def _provider(request: Request, exc: ProviderUnavailable):
-        return _detail(503, str(exc))
-
-    @app.exception_handler(AuthError)
-    async def _auth_error(request: Request, exc: AuthError):
-        return _detail(400, str(exc))
-
-    @app.exception_handler(Conflict)
-    async def _conflict(request: Request, exc: Conflict):
-        return _detail(409, str(exc))
+    register(app, RULES)
