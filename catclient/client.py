@@ -1428,7 +1428,22 @@ class Root:
         return self.name
 
 
-class File:
+class _Node:
+    """Something at a path inside a root, with its ``/api/info`` metadata."""
+
+    def __init__(self, root: Root, path: str, meta: Mapping | None = None) -> None:
+        self.root = root
+        self.name = _path_str(path)
+        self.path = PurePosixPath(f"{root.name}/{self.name}")
+        self.meta = dict(meta) if meta is not None else root.client.get_info(self.path)
+
+    @property
+    def client(self) -> Client:
+        """The client this object reads through."""
+        return self.root.client
+
+
+class File(_Node):
     """A file on the server: a plain file (bytes) or, as :class:`Dataset`, a Blosc2 dataset.
 
     Parameters
@@ -1441,17 +1456,6 @@ class File:
         Its ``/api/info`` JSON, if already known.
 
     """
-
-    def __init__(self, root: Root, path: str, meta: Mapping | None = None) -> None:
-        self.root = root
-        self.name = _path_str(path)
-        self.path = PurePosixPath(f"{root.name}/{self.name}")
-        self.meta = dict(meta) if meta is not None else root.client.get_info(self.path)
-
-    @property
-    def client(self) -> Client:
-        """The client this object reads through."""
-        return self.root.client
 
     @property
     def vlmeta(self) -> dict:
@@ -1569,7 +1573,7 @@ class Dataset(File):
         return f"<Dataset: {self.path}>"
 
 
-class Group:
+class Group(_Node):
     """A directory inside a root.
 
     Parameters
@@ -1582,17 +1586,6 @@ class Group:
         Its ``/api/info`` JSON (``kind: group``).
 
     """
-
-    def __init__(self, root: Root, path: str, meta: Mapping | None = None) -> None:
-        self.root = root
-        self.name = _path_str(path)
-        self.path = PurePosixPath(f"{root.name}/{self.name}")
-        self.meta = dict(meta) if meta is not None else root.client.get_info(self.path)
-
-    @property
-    def client(self) -> Client:
-        """The client this object reads through."""
-        return self.root.client
 
     @property
     def file_list(self) -> list[str]:
