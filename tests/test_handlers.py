@@ -17,6 +17,7 @@ import pytest
 from functions.engine import compute
 from functions.engine.model import ChangeEvent
 from functions.handlers import api as api_handler
+from functions.handlers import common
 from functions.handlers import compute as compute_handler
 from functions.handlers import ingest as ingest_handler
 from functions.handlers import sync as sync_handler
@@ -38,14 +39,9 @@ def lambda_env(stack, monkeypatch):
     monkeypatch.setenv("CAT_INGEST_BUCKET", plan.ingest_bucket)
     monkeypatch.setenv("CAT_TOPIC_ARN", stack.resources["topic_arn"])
     monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint_url)
-    # Each handler builds its services once per container: a fresh "container" per test
-    for module, name in [
-        (api_handler, "_handler"),
-        (sync_handler, "_region"),
-        (ingest_handler, "_ctx"),
-        (compute_handler, "_region"),
-    ]:
-        monkeypatch.setattr(module, name, None)
+    # Each container builds its services once: a fresh "container" per test
+    monkeypatch.setattr(common, "_services", None)
+    monkeypatch.setattr(api_handler, "_handler", None)
     return plan
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.handlers.common import logger, metrics, tracer
+from functions.handlers.common import logger, metrics, services, tracer
 
 _handler = None
 
@@ -18,13 +18,6 @@ def make_handler(services):
     return Mangum(create_app(services), lifespan="off")
 
 
-def _cold_start():
-    from functions.aws import build_services
-    from functions.settings import Settings
-
-    return make_handler(build_services(Settings.from_env()))
-
-
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
@@ -32,7 +25,7 @@ def handler(event, context):
     """Lambda entry point (API Gateway HTTP API, payload v2)."""
     global _handler
     if _handler is None:
-        _handler = _cold_start()
+        _handler = make_handler(services())
     response = _handler(event, context)
     record_cache_metrics(response.get("headers") or {})
     return response

@@ -38,3 +38,16 @@ if _tracing_on():
 else:
     tracer = _NoTracer()
 metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
+
+_services = None
+
+
+def services():
+    """The container's services, built from the environment on first use (the cold start)."""
+    global _services
+    if _services is None:
+        from functions.aws import build_services
+        from functions.settings import Settings
+
+        _services = build_services(Settings.from_env())
+    return _services

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from functions.engine.compute import handle, jsonable
-from functions.handlers.common import logger, metrics, tracer
-
-_region = None
+from functions.handlers.common import logger, metrics, services, tracer
 
 
 def process(region, event: dict) -> dict:
@@ -27,10 +25,4 @@ def process(region, event: dict) -> dict:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event, context):
     """Lambda entry point (invoked by the API function with ``lambda:InvokeFunction``)."""
-    global _region
-    if _region is None:
-        from functions.aws import build_services
-        from functions.settings import Settings
-
-        _region = build_services(Settings.from_env()).region
-    return process(_region, event)
+    return process(services().region, event)

@@ -8,9 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 
 from functions.engine.ingest import ingest_object
-from functions.handlers.common import logger, metrics, tracer
-
-_ctx = None
+from functions.handlers.common import logger, metrics, services, tracer
 
 
 def object_keys(event: dict, bucket: str) -> tuple[list[str], list[str]]:
@@ -64,13 +62,8 @@ def process(publisher, drop, event: dict) -> dict:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event, context):
     """Lambda entry point."""
-    global _ctx
-    if _ctx is None:
-        from functions.aws import build_services, s3_client
-        from functions.settings import Settings
-        from functions.storage.s3 import S3Store
+    from functions.storage.s3 import S3Store
 
-        settings = Settings.from_env()
-        services = build_services(settings)
-        _ctx = (services.publisher, S3Store(s3_client(settings), settings.ingest_bucket))
-    return process(*_ctx, event)
+    built = services()
+    drop = S3Store(built.clients["s3"], built.settings.ingest_bucket)
+    return process(built.publisher, drop, event)

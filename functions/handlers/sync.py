@@ -6,9 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, SQSEvent
 
 from functions.engine.sync import apply_messages
-from functions.handlers.common import logger, metrics, tracer
-
-_region = None
+from functions.handlers.common import logger, metrics, services, tracer
 
 
 def message_bodies(event: dict) -> list[str]:
@@ -42,10 +40,4 @@ def process(region, event: dict) -> dict:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event, context):
     """Lambda entry point."""
-    global _region
-    if _region is None:
-        from functions.aws import build_services
-        from functions.settings import Settings
-
-        _region = build_services(Settings.from_env()).region
-    return process(_region, event)
+    return process(services().region, event)
