@@ -116,6 +116,8 @@ class KnownSet:
 class Region:
     """One region's view of the data: origin bucket + regional cache bucket.
 
+    Parsed manifests are kept (immutable; up to :attr:`MANIFESTS_KEPT` of them).
+
     Parameters
     ----------
     origin : BlobStore
@@ -134,6 +136,8 @@ class Region:
         Parallel chunk fetches; S3 latency (tens of ms) is what they hide.
 
     """
+
+    MANIFESTS_KEPT = 1024
 
     def __init__(
         self,
@@ -162,6 +166,8 @@ class Region:
         # skip their HEAD (100 HEADs were 70 % of a plan for 100 chunks).  At most
         # 200k keys of ~70 bytes; a client falls back to /api/chunk should a GET fail.
         self.in_cache = KnownSet(200_000)
+        self._manifests: OrderedDict[str, Manifest] = OrderedDict()
+        self._manifest_lock = threading.Lock()
 
     # ------------------------------------------------------------------ metadata
 
@@ -251,11 +257,18 @@ class Region:
 
     def manifest_at(self, key: str) -> Manifest:
         """A manifest by its (immutable) key: one exact version, whatever the head says now."""
-        data = self.lru.get(key)
-        if data is None:
-            data = self._immutable(key, CacheStats())
-            self.lru.put(key, data)
-        return Manifest.from_bytes(data)
+        with self._manifest_lock:
+            parsed = self._manifests.get(key)
+            if parsed is not None:
+                self._manifests.move_to_end(key)
+                return parsed
+        # Immutable, so parsed once: a manifest of 10k chunks is ~1 MB of JSON
+        parsed = Manifest.from_bytes(self._immutable(key, CacheStats()))
+        with self._manifest_lock:
+            self._manifests[key] = parsed
+            while len(self._manifests) > self.MANIFESTS_KEPT:
+                self._manifests.popitem(last=False)
+        return parsed
 
     def dataset(self, root: str, path: str) -> Manifest:
         """Current manifest of ``root/path``."""
