@@ -94,7 +94,7 @@ def test_republish_one_chunk_is_visible_in_both_regions_and_fetches_one_chunk(st
             return r if blosc2.ndarray_from_cframe(r.content)[510] == -7 else None
 
         r = _wait_for(fresh)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 1.0  # issue 3: visible in every region within a second
         figures = _figures(r)
         assert figures["origin-bytes"] in (0, new_size)  # 0 if a subscribed region prefetched it
         assert figures["misses"] <= 1
