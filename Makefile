@@ -13,7 +13,8 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run [PORT=8000]   start moto + two regional APIs serving root-example"
 	@echo "make test              lint + the whole offline test suite"
-	@echo "make bench             benchmarks (writes bench/results/<date>.json)"
+	@echo "make bench             benchmarks (writes bench/results/<date>-<commit>.json)"
+	@echo "make bench-smoke       the benchmarks on tiny data, once (no install; /tmp/bench-smoke.json)"
 	@echo "make example           regenerate root-example/ (small datasets)"
 	@echo "make sam-check         cfn-lint, sam validate --lint and sam build (SAM CLI in .venv-sam)"
 
@@ -39,6 +40,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench --quick --no-install --out /tmp/bench-smoke.json
 
 example: $(STAMP)
 	$(BIN)/python -m infra.example_data root-example

@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 HAVE_CAT2 = (REPO / ".venv-cat2" / "bin" / "cat2-server").exists()
-CASES = ("reads", "small", "proxy", "publish", "propagation", "cache", "coldstart")
+CASES = ("reads", "small", "proxy", "publish", "propagation", "cache", "lazy", "coldstart")
 #: Keys whose values are durations, throughputs or ratios: must be positive and finite
 POSITIVE = {"median_s", "mb_per_s", "p50_s", "p95_s", "max_s"}
 
@@ -33,7 +33,9 @@ def _walk(obj, path=""):
 
 
 def _positive(value, where):
-    assert isinstance(value, int | float) and not isinstance(value, bool), f"{where}: {value!r} is not a number"
+    assert isinstance(value, int | float) and not isinstance(value, bool), (
+        f"{where}: {value!r} is not a number"
+    )
     assert math.isfinite(value) and value > 0, f"{where}: {value!r} is not positive and finite"
 
 
@@ -116,6 +118,20 @@ def test_cache_and_propagation(results):
     assert set(prop["regions"]) == {"r1", "r2"}
     for region in prop["regions"].values():
         assert region["from_publish_start"]["missed"] == 0
+
+
+def test_lazy(results):
+    lz = results["lazy"]
+    assert lz["operand_bytes"] > 0
+    for key in ("add1_cold_s", "add1_warm_s", "add1_blosc2_local_s", "sum_cold_s", "sum_cold_fanout1_s"):
+        _positive(lz[key], key)
+    for name, ratio in {**lz["ratios"], **lz["throughput_ratios"]}.items():
+        _positive(ratio, name)
+    assert "fanout_speedup" in lz["ratios"] and "add1_warm_vs_local" in lz["throughput_ratios"]
+    # its rows are in the printed table
+    from bench import report
+
+    assert any(sec.startswith("lazy expressions") for sec, *_ in report.table_rows(results))
 
 
 def test_coldstart_and_targets(results):
