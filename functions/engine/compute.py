@@ -247,9 +247,13 @@ class Coordinator:
 
     def evaluate(self, text: str, operands: Mapping[str, str], key: tuple) -> np.ndarray:
         """``expression[key]``; *operands* maps aliases to manifest keys (exact versions)."""
+        return frame_to_array(self.evaluate_frame(text, operands, key))
+
+    def evaluate_frame(self, text: str, operands: Mapping[str, str], key: tuple) -> bytes:
+        """``expression[key]`` as the Blosc2 frame clients receive (no decompress/recompress)."""
         checked = expr.check(text, set(operands))
         meta = self._metadata(operands)
-        shape, dtype = lazy.infer(checked, meta)
+        shape, _ = lazy.infer(checked, meta)
         key = lazy.full_key(key, shape)
         cache_key = self._cache_key("slice", text, operands, encode_key(key))
         cached = self._cached(cache_key)
@@ -264,9 +268,9 @@ class Coordinator:
             "key": encode_key(key),
             "inline_limit": getattr(self.invoker, "payload_limit", INLINE_RESULT_BYTES),
         }
-        value = self._array(self._call(event)).astype(dtype, copy=False)
-        self._store(cache_key, value)
-        return value
+        frame = self._frame(self._call(event))
+        self._store(cache_key, frame)
+        return frame
 
     def _reduce_with(self, operands: Mapping[str, str]):
         def reduce(name: str, axis: int | None, argument: ast.AST, sources: Mapping[str, lazy.ArraySource]):
@@ -310,14 +314,11 @@ class Coordinator:
             raise TooLarge(message)
         raise BadRequest(message)
 
-    def _array(self, answer: dict) -> np.ndarray:
+    def _frame(self, answer: dict) -> bytes:
         if "ref" in answer:
-            data = self.region.cache.get(answer["ref"]).data
-        else:
-            data = answer["cframe"]
-            if isinstance(data, str):  # base64, as it crossed a Lambda boundary
-                data = base64.b64decode(data)
-        return np.asarray(blosc2.ndarray_from_cframe(data)[()])
+            return self.region.cache.get(answer["ref"]).data
+        data = answer["cframe"]
+        return base64.b64decode(data) if isinstance(data, str) else data  # str: it crossed a Lambda
 
     # ------------------------------------------------------------------ result cache
 
@@ -329,20 +330,17 @@ class Coordinator:
         digest = hashlib.blake2b(body.encode(), digest_size=32).hexdigest()
         return f"x/{digest[:2]}/{digest}"
 
-    def _cached(self, cache_key: str) -> np.ndarray | None:
+    def _cached(self, cache_key: str) -> bytes | None:
         if self.region.cache is None:
             return None
         try:
-            return np.load(io.BytesIO(self.region.cache.get(cache_key).data), allow_pickle=False)
+            return self.region.cache.get(cache_key).data
         except NotFound:
             return None
 
-    def _store(self, cache_key: str, value: np.ndarray) -> None:
-        if self.region.cache is None:
-            return
-        buf = io.BytesIO()
-        np.save(buf, value, allow_pickle=False)
-        self.region.cache.put(cache_key, buf.getvalue())
+    def _store(self, cache_key: str, frame: bytes) -> None:
+        if self.region.cache is not None:
+            self.region.cache.put(cache_key, frame)
 
 
 class _Meta:
@@ -366,3 +364,8 @@ def _split(items: list, groups: int) -> list[list]:
 
 
 to_cframe = wire.to_cframe  # results travel as clients receive them
+
+
+def frame_to_array(frame: bytes) -> np.ndarray:
+    """A result frame as numpy."""
+    return np.asarray(blosc2.ndarray_from_cframe(frame)[()])

@@ -193,6 +193,17 @@ class LazyDatasets:
 
     def evaluate(self, manifest: Manifest, key: tuple, may_read: MayRead = everyone) -> np.ndarray:
         """``expression[key]`` (ints, slices and index arrays), computed on demand."""
+        return self._evaluate(manifest, key, may_read, frame=False)
+
+    def frame(self, manifest: Manifest, key: tuple, may_read: MayRead = everyone) -> bytes:
+        """``expression[key]`` as the Blosc2 frame a client receives.
+
+        The compute function's own frame is passed through for boxes (no
+        decompression and recompression of what may be a large result).
+        """
+        return self._evaluate(manifest, key, may_read, frame=True)
+
+    def _evaluate(self, manifest: Manifest, key: tuple, may_read: MayRead, *, frame: bool):
         geo = manifest.geometry
         shape = tuple(geo.shape)
         fancy = any(isinstance(k, np.ndarray) for k in key)
@@ -206,10 +217,13 @@ class LazyDatasets:
             raise TooLarge(f"the selection is {nbytes} bytes of computed data; ask for smaller slices")
         text, pinned = self.flatten(manifest, may_read)
         try:
+            if frame and not (fancy and shape):
+                return self.coordinator.evaluate_frame(text, pinned, box)
             value = self.coordinator.evaluate(text, pinned, box)
         except expr.ExpressionError as exc:
             raise BadRequest(str(exc)) from None
-        return value[relative] if fancy and shape else value
+        value = value[relative] if fancy and shape else value
+        return wire.to_cframe(value) if frame else value
 
     def chunk(self, manifest: Manifest, nchunk: int, may_read: MayRead = everyone) -> bytes:
         """Chunk *nchunk* of the result, compressed as the stored layout would hold it."""

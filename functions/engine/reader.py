@@ -387,13 +387,24 @@ class Region:
     # ------------------------------------------------------------------ subscriptions
 
     def subscriptions(self) -> set[str]:
-        """Roots this region follows (prefetching their changed chunks)."""
+        """Roots this region follows (prefetching their changed chunks).
+
+        Memoised for ``memo_ttl`` like heads: ``/api/roots`` asks on every request.
+        """
         if self.cache is None:
             return set()
+        now = time.monotonic()
+        with self._memo_lock:
+            hit = self._memo.get(layout.SUBSCRIPTIONS_KEY)
+        if hit is not None and now - hit[0] < self.memo_ttl:
+            return set(hit[1])
         try:
-            return set(json.loads(self.cache.get(layout.SUBSCRIPTIONS_KEY).data)["roots"])
+            roots = frozenset(json.loads(self.cache.get(layout.SUBSCRIPTIONS_KEY).data)["roots"])
         except NotFound:
-            return set()
+            roots = frozenset()
+        with self._memo_lock:
+            self._memo[layout.SUBSCRIPTIONS_KEY] = (now, roots)
+        return set(roots)
 
     def set_subscribed(self, root: str, subscribed: bool) -> set[str]:
         """Subscribe or unsubscribe *root*; returns the new set."""
@@ -402,4 +413,5 @@ class Region:
         roots = self.subscriptions()
         roots = roots | {root} if subscribed else roots - {root}
         self.cache.put(layout.SUBSCRIPTIONS_KEY, dumps({"roots": sorted(roots)}))
+        self.forget(layout.SUBSCRIPTIONS_KEY)
         return roots

@@ -178,8 +178,7 @@ class ReadService:
                 key = wire.parse_slice(params.slice_, len(m.geometry.shape))
         except wire.SliceError as exc:
             raise BadRequest(str(exc)) from None
-        value = self._lazy(m).evaluate(m, key, may_read)
-        body = wire.to_cframe(value)
+        body = self._lazy(m).frame(m, key, may_read)
         self._check_size(len(body), "the computed selection", "ask for a smaller slice, or read chunk-wise")
         return body
 
