@@ -55,20 +55,6 @@ def login(url: str, name: str, password: str) -> str:
     return resp.cookies["c2subauth"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def stack_intact(stack):
-    """Fail clearly if the session's moto state is gone.
-
-    ``mock_aws()`` (the ``aws`` fixture, tests/test_storage_contract.py) resets every moto
-    backend of the process, the threaded server's included; the stack then has no user
-    pool, buckets or topic.  Running the stack's moto in a subprocess avoids it.
-    """
-    try:
-        stack.client("cognito-idp").describe_user_pool(UserPoolId=stack.resources["user_pool_id"])
-    except Exception as exc:  # noqa: BLE001 - any failure here means the same thing
-        pytest.fail(f"the stack's moto state was reset by a mock_aws() test earlier in this process: {exc}")
-
-
 @pytest.fixture(scope="module")
 def people(stack) -> dict[str, Person]:
     out = {}
