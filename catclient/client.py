@@ -1532,12 +1532,12 @@ class Dataset(File):
 
     @property
     def chunks(self) -> tuple[int, ...] | None:
-        """Chunk shape (None for SChunks and lazy expressions)."""
+        """Chunk shape (None for SChunks)."""
         return tuple(self.meta["chunks"]) if "chunks" in self.meta else None
 
     @property
     def blocks(self) -> tuple[int, ...] | None:
-        """Block shape (None for SChunks and lazy expressions)."""
+        """Block shape (None for SChunks)."""
         return tuple(self.meta["blocks"]) if "blocks" in self.meta else None
 
     def __getitem__(self, key):
