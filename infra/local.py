@@ -120,12 +120,17 @@ class LocalStack:
         if self.config.moto_in_thread:
             from moto.server import ThreadedMotoServer
 
+            from infra.moto_patch import apply
+
+            apply()
+
             # moto's server logs every request through werkzeug at INFO: thousands of lines per test
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
             self._moto = ThreadedMotoServer(ip_address=self.config.host, port=port, verbose=False)
             self._moto.start()
         else:
-            cmd = [sys.executable, "-m", "moto.server", "-H", self.config.host, "-p", str(port)]
+            # moto's server, with conditional PUTs made atomic as S3's are (infra/moto_patch.py)
+            cmd = [sys.executable, "-m", "infra.moto_patch", "-H", self.config.host, "-p", str(port)]
             self._moto = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.endpoint_url = f"http://{self.config.host}:{port}"
         deadline = time.monotonic() + 30

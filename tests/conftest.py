@@ -11,6 +11,11 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
+# moto must apply conditional PUTs atomically, as S3 does (see infra/moto_patch.py)
+from infra.moto_patch import apply as _atomic_conditional_puts  # noqa: E402
+
+_atomic_conditional_puts()
+
 
 @pytest.fixture
 def aws():
