@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,9 +26,22 @@ from functions.storage.ports import BlobStore, NotFound, PreconditionFailed
 log = logging.getLogger(__name__)
 
 #: Attempts at a conditional write before giving up with :class:`Conflict`.  Each
-#: loss means another writer committed in between; more than a few in a row is
-#: contention worth reporting rather than spinning on.
-MAX_CAS_ATTEMPTS = 8
+#: loss means another writer committed in between; with the backoff below, a dozen
+#: losses in a row is contention worth reporting rather than spinning on.
+MAX_CAS_ATTEMPTS = 12
+#: Backoff between attempts, seconds: full jitter over base * 2**attempt, capped.
+#: Without it, racing writers retry in lockstep and the same one can keep losing
+#: (six uploads to one path: a writer lost 8 rounds in a row).
+BACKOFF_BASE = 0.005
+BACKOFF_CAP = 0.4
+
+
+def _attempts(limit: int):
+    """Attempt numbers of an optimistic-concurrency loop, backing off between them."""
+    for attempt in range(limit):
+        if attempt:
+            time.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
+        yield attempt
 
 
 class Conflict(RuntimeError):
@@ -157,7 +172,7 @@ class Publisher:
 
         """
         uploaded = (0, 0)
-        for _attempt in range(MAX_CAS_ATTEMPTS):
+        for _attempt in _attempts(MAX_CAS_ATTEMPTS):
             head, etag = self.read_head(root, path)
             _check_expected(root, path, head, expect_version)
             live = head is not None and not head.deleted
@@ -212,7 +227,7 @@ class Publisher:
 
         With *expect_version*, only that version is deleted (:class:`Conflict` otherwise).
         """
-        for _attempt in range(MAX_CAS_ATTEMPTS):
+        for _attempt in _attempts(MAX_CAS_ATTEMPTS):
             head, etag = self.read_head(root, path)
             _check_expected(root, path, head, expect_version)
             if head is None or head.deleted:
@@ -266,7 +281,7 @@ class Publisher:
 
     def _update_catalog(self, head: Head) -> None:
         """Merge *head* into its root's catalog (CAS loop; an older head never overwrites a newer one)."""
-        for _attempt in range(MAX_CAS_ATTEMPTS * 4):
+        for _attempt in _attempts(MAX_CAS_ATTEMPTS * 4):
             catalog, etag = self.read_catalog(head.root)
             created = catalog is None
             catalog = catalog or Catalog(head.root)
@@ -296,7 +311,7 @@ class Publisher:
         raise Conflict(f"catalog of {head.root}: too many concurrent writers")
 
     def _register_root(self, root: str) -> None:
-        for _attempt in range(MAX_CAS_ATTEMPTS * 4):
+        for _attempt in _attempts(MAX_CAS_ATTEMPTS * 4):
             try:
                 blob = self.store.get(layout.ROOTS_KEY)
                 roots, etag = json.loads(blob.data), blob.etag
