@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import secrets
+import string
 import sys
 
 from functions.auth.ports import AuthError
@@ -22,8 +23,10 @@ from functions.auth.ports import AuthError
 
 def generate_password() -> str:
     """A random password that meets Cognito's default policy (upper, lower, digit, symbol, ≥ 8)."""
-    # token_urlsafe draws from [A-Za-z0-9_-]; the suffix guarantees every class the policy asks for
-    return secrets.token_urlsafe(18) + "-Aa1"
+    # token_urlsafe draws from [A-Za-z0-9_-] and may start with "-" (1 time in 64), which a
+    # command line then reads as an option (`--password -x...`): start with a letter. The
+    # suffix guarantees every class the policy asks for.
+    return secrets.choice(string.ascii_letters) + secrets.token_urlsafe(18) + "-Aa1"
 
 
 def admin_authenticator(pool_id: str, endpoint_url: str | None = None):

@@ -217,3 +217,16 @@ def test_visible_roots_and_messages():
     with pytest.raises(DatasetNotFound, match=r"^@personal/x\.b2nd$"):
         with speaking_as(Principal(sub=SUB)):
             raise DatasetNotFound(f"@personal.{SUB}/x.b2nd")
+
+
+def test_generated_passwords_fit_the_policy_and_command_lines():
+    """A generated password never starts with "-" (argparse would read it as an option)."""
+    import re
+
+    from functions.admin import generate_password
+
+    for _ in range(5000):
+        password = generate_password()
+        assert password[0].isalpha()
+        assert len(password) >= 12 and re.search("[a-z]", password) and re.search("[A-Z]", password)
+        assert re.search("[0-9]", password)
