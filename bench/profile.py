@@ -31,6 +31,7 @@ import blosc2
 import httpx
 
 from bench import data as bdata
+from bench.cases import API_ENV
 from bench.cli import _FAKE_AWS, _publish, prepare_data
 from bench.servers import REPO, OurStack
 
@@ -269,14 +270,7 @@ print(p.output_text(unicode=False, color=False))
 
 
 def coldstart(files, sizes) -> None:
-    env = {
-        **os.environ,
-        "CAT_ORIGIN_BUCKET": "bench-origin",
-        "CAT_CACHE_BUCKET": "bench-cache",
-        "CAT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench",
-        "CAT_USER_POOL_ID": "us-east-1_benchpool",
-        "CAT_USER_POOL_CLIENT_ID": "benchclient",
-    }
+    env = {**os.environ, **API_ENV}
     subprocess.run([sys.executable, "-c", _COLD], env=env, cwd=REPO, check=True)
 
 

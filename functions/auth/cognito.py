@@ -251,12 +251,6 @@ class CognitoAuthenticator:
             raise
         return User(sub=sub or "", username=username)
 
-    def get_user(self, username: str) -> User:
-        """One user by name (raises ``UnknownUser``)."""
-        resp = self._admin("admin_get_user", Username=username)
-        sub = _attribute({"Attributes": resp.get("UserAttributes", [])}, "sub")
-        return User(sub=sub or "", username=username)
-
     def list_users(self) -> list[User]:
         """Every user, sorted by username."""
         users, token = [], None

@@ -131,9 +131,14 @@ def load_frame(data: bytes, name: str) -> Loaded:
             obj = blosc2.schunk_from_cframe(bytes(data), copy=True)
     except Exception as exc:  # noqa: BLE001 - blosc2 raises RuntimeError/ValueError/etc. on junk
         raise NotBlosc2(f"{name} is not a valid Blosc2 frame: {exc}") from None
+    return load_object(_require_ndarray(obj, name))
+
+
+def _require_ndarray(obj, name: str):
+    """*obj*, unless *name* promises an NDArray (``.b2nd``) that *obj* is not."""
     if name.endswith(".b2nd") and not isinstance(obj, blosc2.NDArray):
         raise NotBlosc2(f"{name} is a Blosc2 frame but not an NDArray")
-    return load_object(obj)
+    return obj
 
 
 def load_plain(data: bytes) -> Loaded:
@@ -153,9 +158,7 @@ def load_path(path: Path) -> Loaded:
             obj = blosc2.open(str(path), mode="r")
         except Exception as exc:  # noqa: BLE001 - see load_frame
             raise NotBlosc2(f"{path.name} is not a valid Blosc2 file: {exc}") from None
-        if path.suffix == ".b2nd" and not isinstance(obj, blosc2.NDArray):
-            raise NotBlosc2(f"{path.name} is a Blosc2 frame but not an NDArray")
-        return load_object(obj)
+        return load_object(_require_ndarray(obj, path.name))
     return load_plain(path.read_bytes())
 
 

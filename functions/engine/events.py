@@ -1,8 +1,7 @@
-"""The change-event port and its in-process implementations (the SNS one is an adapter)."""
+"""The change-event port, and the sink used when no topic is configured (SNS is an adapter)."""
 
 from __future__ import annotations
 
-import threading
 from typing import Protocol
 
 from functions.engine.model import ChangeEvent
@@ -21,26 +20,3 @@ class NullSink:
 
     def emit(self, event: ChangeEvent) -> None:  # noqa: D102 - protocol method
         return None
-
-
-class MemorySink:
-    """Keeps events in a list (tests)."""
-
-    def __init__(self) -> None:
-        self.events: list[ChangeEvent] = []
-        self._lock = threading.Lock()
-
-    def emit(self, event: ChangeEvent) -> None:  # noqa: D102 - protocol method
-        with self._lock:
-            self.events.append(event)
-
-
-class FanoutSink:
-    """Emits to several sinks in order (e.g. SNS plus an in-process listener)."""
-
-    def __init__(self, *sinks: EventSink) -> None:
-        self.sinks = sinks
-
-    def emit(self, event: ChangeEvent) -> None:  # noqa: D102 - protocol method
-        for sink in self.sinks:
-            sink.emit(event)

@@ -377,7 +377,10 @@ class Region:
             return False
         value = self._meta(key, fresh=True)
         self._meta(layout.catalog_key(event.root), fresh=True)
-        self._meta(layout.ROOTS_KEY, fresh=True)
+        if event.root not in self.roots():
+            # Roots are only ever added: the index changes with a new root, not with every
+            # event (each refresh is an origin GET plus a cache-bucket PUT, cross-region on AWS)
+            self._meta(layout.ROOTS_KEY, fresh=True)
         if prefetch and value and not value.get("deleted") and event.changed_chunks:
             manifest = self.manifest(Head.from_json(value))
             valid = [i for i in event.changed_chunks if 0 <= i < len(manifest.refs)]

@@ -45,6 +45,17 @@ class FetchParams:
     filter: str | None = None
     indices: str | list | None = None
 
+    def key(self, ndim: int) -> tuple:
+        """The selection as a key: ``indices`` (fancy) when given, else ``slice_``.
+
+        Raises
+        ------
+        catclient.wire.SliceError
+            If either is malformed.
+        """
+        key = wire.parse_indices(self.indices)
+        return key if key is not None else wire.parse_slice(self.slice_, ndim)
+
 
 class ReadService:
     """Answers the read endpoints from a :class:`Region`.
@@ -173,9 +184,7 @@ class ReadService:
                 f"field and filter need a structured dtype; {m.path} is a computed {m.geometry.dtype}"
             )
         try:
-            key = wire.parse_indices(params.indices)
-            if key is None:
-                key = wire.parse_slice(params.slice_, len(m.geometry.shape))
+            key = params.key(len(m.geometry.shape))
         except wire.SliceError as exc:
             raise BadRequest(str(exc)) from None
         body = self._lazy(m).frame(m, key, may_read)
@@ -191,9 +200,7 @@ class ReadService:
             if params.field and params.field not in dtype.fields:
                 raise BadRequest(f"no field {params.field!r} in {m.path}; fields: {', '.join(dtype.fields)}")
         try:
-            key = wire.parse_indices(params.indices)
-            if key is None:
-                key = wire.parse_slice(params.slice_, len(geo.shape))
+            key = params.key(len(geo.shape))
             box, _, touched = wire.key_plan(key, geo.shape, geo.chunks) if geo.shape else ((), (), [0])
         except (wire.SliceError, IndexError, TypeError) as exc:
             raise BadRequest(str(exc)) from None
