@@ -256,33 +256,34 @@ class LocalStack:
         )
         return len(messages)
 
-    def _dispatch_loop(self) -> None:
+    def _routes(self) -> list[tuple[str, object]]:
+        """(queue URL, handler call) per queue: each region's sync function, and ingest."""
         from functions.handlers import ingest as ingest_handler
         from functions.handlers import sync as sync_handler
         from functions.storage.s3 import S3Store
 
-        sqs = self.client("sqs")
         origin_services = self.regions[0].services
         drop = S3Store(origin_services.clients["s3"], self.resources["plan"].ingest_bucket)
         routes = [
             (rt.queue_url, lambda ev, rt=rt: sync_handler.process(rt.services.region, ev))
             for rt in self.regions
         ]
-        routes.append(
-            (
-                self.resources["ingest_queue_url"],
-                lambda ev: ingest_handler.process(origin_services.publisher, drop, ev),
-            )
-        )
+        ingest = self.resources["ingest_queue_url"]
+        routes.append((ingest, lambda ev: ingest_handler.process(origin_services.publisher, drop, ev)))
+        return routes
+
+    def _dispatch_loop(self, queue_url: str, deliver) -> None:
+        # One loop per queue, as Lambda polls each subscription on its own: a region
+        # never waits for another region's handler (drained in turn, r2 trailed r1 by ~80 ms)
+        sqs = self.client("sqs")
         while not self._stop.is_set():
-            busy = 0
-            for queue_url, deliver in routes:
-                try:
-                    busy += self._drain(sqs, queue_url, deliver)
-                except Exception:  # noqa: BLE001 - moto going away at shutdown, mostly
-                    if self._stop.is_set():
-                        return
-                    log.exception("dispatcher error on %s", queue_url)
+            try:
+                busy = self._drain(sqs, queue_url, deliver)
+            except Exception:  # noqa: BLE001 - moto going away at shutdown, mostly
+                if self._stop.is_set():
+                    return
+                log.exception("dispatcher error on %s", queue_url)
+                busy = 0
             if not busy:
                 self._stop.wait(self.config.poll_interval)
 
@@ -303,9 +304,12 @@ class LocalStack:
             self._publish_examples()
         for i, runtime in enumerate(self.regions):
             self._start_api(runtime, self.config.port + i if self.config.port else 0)
-        dispatcher = threading.Thread(target=self._dispatch_loop, daemon=True, name="dispatcher")
-        dispatcher.start()
-        self._threads.append(dispatcher)
+        for queue_url, deliver in self._routes():
+            dispatcher = threading.Thread(
+                target=self._dispatch_loop, args=(queue_url, deliver), daemon=True, name="dispatcher"
+            )
+            dispatcher.start()
+            self._threads.append(dispatcher)
         return self
 
     def _buckets(self) -> list[str]:
