@@ -423,12 +423,12 @@ class CountingStore:
 
 def publishing(ctx: Context) -> dict:
     """Publishing the 200 MB array vs ``upload_file``; re-publishing after a 1 % change."""
+    from functions.adapters.inprocess import NullSink
+    from functions.adapters.s3 import S3Store
     from functions.aws import s3_client
     from functions.engine.content import load_path
-    from functions.engine.events import NullSink
     from functions.engine.publish import Publisher
     from functions.settings import Settings
-    from functions.storage.s3 import S3Store
 
     bucket = "cat-bench-publish"
     settings = Settings(origin_bucket=bucket, endpoint_url=ctx.stack.endpoint_url)

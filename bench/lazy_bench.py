@@ -22,7 +22,7 @@ each, ...), and every figure records the CPU seconds this process (coordinator,
 compute invocations, blosc2) and the S3 stand-in (moto, its own process) used.
 
 Where it runs: the compute invocations are threads of this process
-(:class:`functions.engine.compute.LocalInvoker`, the local stack's invoker), so
+(:class:`functions.adapters.inprocess.LocalInvoker`, the local stack's invoker), so
 they share one interpreter with the coordinator, and moto serves every chunk GET
 from a single Python process on the same cores.  On Lambda each invocation is a
 container of its own reading real S3.
@@ -42,9 +42,10 @@ import blosc2
 import numpy as np
 
 from bench.measure import Timing, repeat_interleaved
+from functions.adapters.inprocess import LocalInvoker
 from functions.engine import compute
 from functions.engine.content import load_path
-from functions.engine.reader import Region
+from functions.engine.region import Region
 from infra.local import LocalStack, StackConfig
 
 #: Fan-outs of the cold ``sum(x)`` comparison; the last is the product's default
@@ -92,7 +93,7 @@ def run(quick: bool = False, reps: int = 5, other_pids: dict[str, int] | None = 
                 pids["s3"] = stack._moto.pid
 
             def coordinator(fanout: int, region: Region) -> compute.Coordinator:
-                invoker = compute.LocalInvoker(lambda event: compute.handle(region, event))
+                invoker = LocalInvoker(lambda event: compute.handle(region, event))
                 return compute.Coordinator(region, invoker, fanout=fanout)
 
             def cold(text: str, fanout: int = compute.DEFAULT_FANOUT):

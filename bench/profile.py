@@ -53,8 +53,8 @@ def _stack(files) -> OurStack:
 
 def _region_services(stack: OurStack, label: str = "r1"):
     """Services like region *label*'s, in this process (to profile domain code without HTTP)."""
+    from functions.adapters.inprocess import NullSink
     from functions.aws import build_services
-    from functions.engine.events import NullSink
     from functions.settings import Settings
 
     info = stack.info
@@ -105,7 +105,7 @@ def plan(files, sizes) -> None:
     import catclient
     from catclient import wire
     from catclient.cache import chunk_digest
-    from functions.engine.reader import CacheStats
+    from functions.engine.region import CacheStats
 
     stack = _stack(files)
     try:
@@ -179,8 +179,8 @@ def api413(files, sizes) -> None:
 
 
 def answer(files, sizes) -> None:
-    from functions.engine.reader import CacheStats
-    from functions.engine.service import FetchParams
+    from functions.engine.reads import FetchParams
+    from functions.engine.region import CacheStats
 
     stack = _stack(files)
     try:
@@ -226,12 +226,12 @@ def answer(files, sizes) -> None:
 
 
 def publish(files, sizes) -> None:
+    from functions.adapters.inprocess import NullSink
+    from functions.adapters.s3 import S3Store
     from functions.aws import s3_client
     from functions.engine.content import load_path
-    from functions.engine.events import NullSink
     from functions.engine.publish import Publisher
     from functions.settings import Settings
-    from functions.storage.s3 import S3Store
 
     stack = OurStack().start()
     try:

@@ -25,7 +25,7 @@ import logging
 import os
 import sys
 
-from functions.engine.reader import ByteLRU, KnownSet
+from functions.engine.region import ByteLRU, KnownSet
 from infra.local import LocalStack, StackConfig
 
 

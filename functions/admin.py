@@ -18,7 +18,7 @@ import secrets
 import string
 import sys
 
-from functions.auth.ports import AuthError
+from functions.engine.errors import AuthError
 
 
 def generate_password() -> str:
@@ -30,10 +30,10 @@ def generate_password() -> str:
 
 
 def admin_authenticator(pool_id: str, endpoint_url: str | None = None):
-    """A :class:`~functions.auth.cognito.CognitoAuthenticator` for admin operations on *pool_id*."""
+    """A :class:`~functions.adapters.cognito.CognitoAuthenticator` for admin operations on *pool_id*."""
     import boto3
 
-    from functions.auth.cognito import CognitoAuthenticator, pool_region
+    from functions.adapters.cognito import CognitoAuthenticator, pool_region
 
     client = boto3.client("cognito-idp", endpoint_url=endpoint_url, region_name=pool_region(pool_id))
     # Admin calls need no app client: only logins and token checks do

@@ -1,4 +1,4 @@
-"""Composition root on AWS (or moto/LocalStack): boto3 clients → adapters → services.
+"""Composition root on AWS (or moto/LocalStack): boto3 clients → adapters → services; wiring only.
 
 Built once per process (Lambda cold start, or local stack start-up) and passed in.
 """
@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
-from functions.engine.events import EventSink, NullSink
+from functions.adapters.s3 import S3Staging, S3Store
+from functions.adapters.sns import SnsSink
+from functions.engine.ports import EventSink
 from functions.engine.publish import Publisher
-from functions.engine.reader import Region
-from functions.events_sns import SnsSink
+from functions.engine.region import Region
 from functions.services import Services
 from functions.settings import Settings
-from functions.storage.ports import NotFound
-from functions.storage.s3 import S3Store
 
 # Parallel chunk GETs share one client: its pool must be at least as large as the
 # read path's thread pool or requests queue for connections.
@@ -34,50 +32,9 @@ def s3_client(settings: Settings):
     return boto3.client("s3", endpoint_url=settings.endpoint_url, config=_S3_CONFIG)
 
 
-class S3Staging:
-    """The staging port of large uploads over a bucket: presigned PUTs, then read once and deleted.
-
-    Parameters
-    ----------
-    client : botocore S3 client
-        Shared, built at cold start.
-    bucket : str
-        The ingest bucket (origin stacks) or, without one, this region's cache bucket.
-
-    """
-
-    def __init__(self, client, bucket: str) -> None:
-        self._s3 = client
-        self._store = S3Store(client, bucket)
-        self.bucket = bucket
-
-    def presign_put(self, key: str, expires: int) -> str:
-        """A URL that PUTs *key* for *expires* seconds (the caller's own credentials sign it)."""
-        return self._s3.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=int(expires)
-        )
-
-    def size(self, key: str) -> int:
-        """Bytes of a staged object (``NotFound`` if absent)."""
-        try:
-            return int(self._s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
-        except ClientError as err:
-            if str(err.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
-                raise NotFound(f"s3://{self.bucket}/{key}") from None
-            raise
-
-    def read(self, key: str) -> bytes:
-        """A staged object's bytes."""
-        return self._store.get(key).data
-
-    def delete(self, key: str) -> None:
-        """Remove a staged object."""
-        self._store.delete(key)
-
-
 def cognito_client(settings: Settings):
     """A boto3 ``cognito-idp`` client in the user pool's region."""
-    from functions.auth.cognito import pool_region
+    from functions.adapters.cognito import pool_region
 
     return boto3.client(
         "cognito-idp", endpoint_url=settings.endpoint_url, region_name=pool_region(settings.user_pool_id)
@@ -91,7 +48,7 @@ def build_authenticator(settings: Settings):
     if not settings.user_pool_client_id:
         raise RuntimeError("CAT_USER_POOL_ID is set but CAT_USER_POOL_CLIENT_ID is not: which app client?")
     # Imported here: PyJWT + cryptography cost cold-start time only where logins exist
-    from functions.auth.cognito import CognitoAuthenticator
+    from functions.adapters.cognito import CognitoAuthenticator
 
     return CognitoAuthenticator(
         cognito_client(settings),
@@ -107,12 +64,9 @@ def build_services(settings: Settings, *, events: EventSink | None = None) -> Se
     origin = S3Store(s3, settings.origin_bucket)
     cache = S3Store(s3, settings.cache_bucket) if settings.cache_bucket else None
     sns = None
-    if events is None:
-        if settings.topic_arn:
-            sns = boto3.client("sns", endpoint_url=settings.endpoint_url)
-            events = SnsSink(sns, settings.topic_arn)
-        else:
-            events = NullSink()
+    if events is None and settings.topic_arn:
+        sns = boto3.client("sns", endpoint_url=settings.endpoint_url)
+        events = SnsSink(sns, settings.topic_arn)
     region = Region(
         origin,
         cache,
@@ -130,6 +84,7 @@ def build_services(settings: Settings, *, events: EventSink | None = None) -> Se
         auth=build_authenticator(settings),
         staging=S3Staging(s3, staging_bucket) if staging_bucket else None,
         invoker=build_invoker(settings),
+        drop=S3Store(s3, settings.ingest_bucket) if settings.ingest_bucket else None,
     )
 
 
@@ -137,7 +92,7 @@ def build_invoker(settings: Settings):
     """The compute function through ``lambda.invoke`` when one is configured, else None (in-process)."""
     if not settings.compute_function:
         return None
-    from functions.invoke_lambda import LambdaInvoker
+    from functions.adapters.lambda_invoker import LambdaInvoker
 
     # Reductions fan out: the pool must hold as many connections as parallel invocations;
     # a compute invocation may run up to the API's own 29 s.

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from functions.auth.limits import LoginLimiter
-from functions.auth.ports import Authenticator
+from functions.adapters.inprocess import LocalInvoker
 from functions.engine import compute
-from functions.engine.compute import Coordinator, Invoker, LocalInvoker
-from functions.engine.events import EventSink
+from functions.engine.compute import Coordinator
 from functions.engine.lazydata import LazyDatasets
+from functions.engine.limits import LoginLimiter
+from functions.engine.ports import Authenticator, BlobStore, EventSink, Invoker, Staging
 from functions.engine.publish import Publisher
-from functions.engine.reader import Region
-from functions.engine.service import ReadService
-from functions.engine.writes import Staging, WriteService
+from functions.engine.reads import ReadService
+from functions.engine.region import Region
+from functions.engine.writes import WriteService
 from functions.settings import Settings
 
 
@@ -28,13 +28,15 @@ class Services:
     settings: Settings
     region: Region
     publisher: Publisher
-    events: EventSink
+    events: EventSink | None
     read: ReadService = field(init=False)
     clients: dict = field(default_factory=dict)
     auth: Authenticator | None = None
     staging: Staging | None = None
     #: How the compute function is reached; None = in this process (the local stack)
     invoker: Invoker | None = None
+    #: The ingest bucket (S3 drops to publish); None where this process has none
+    drop: BlobStore | None = None
     coordinator: Coordinator = field(init=False)
     lazy: LazyDatasets = field(init=False)
     writes: WriteService = field(init=False)

@@ -258,9 +258,9 @@ class LocalStack:
 
     def _routes(self) -> list[tuple[str, object]]:
         """(queue URL, handler call) per queue: each region's sync function, and ingest."""
+        from functions.adapters.s3 import S3Store
         from functions.handlers import ingest as ingest_handler
         from functions.handlers import sync as sync_handler
-        from functions.storage.s3 import S3Store
 
         origin_services = self.regions[0].services
         drop = S3Store(origin_services.clients["s3"], self.resources["plan"].ingest_bucket)

@@ -13,10 +13,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from functions.auth.cognito import CognitoAuthenticator
-from functions.auth.limits import LoginLimiter, TooManyAttempts
-from functions.auth.ports import InvalidToken, ProviderUnavailable
-from functions.engine.errors import BadRequest, DatasetNotFound
+from functions.adapters.cognito import CognitoAuthenticator
+from functions.engine.errors import BadRequest, DatasetNotFound, InvalidToken, ProviderUnavailable
+from functions.engine.limits import LoginLimiter, TooManyAttempts
 from functions.engine.spaces import (
     ANONYMOUS,
     AuthRequired,

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from moto.utilities.utils import load_resource
 
 from functions import admin
-from functions.auth.limits import LoginLimiter
+from functions.engine.limits import LoginLimiter
 
 RUN = uuid.uuid4().hex[:8]  # this module's paths and users do not collide with other tests'
 

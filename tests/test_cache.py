@@ -13,11 +13,11 @@ import pytest
 from botocore.config import Config
 
 from catclient import wire
+from functions.adapters.s3 import S3Store
 from functions.engine import layout
 from functions.engine.content import load_object
 from functions.engine.model import ChangeEvent
 from functions.engine.sync import apply_messages
-from functions.storage.s3 import S3Store
 
 
 def _figures(response: httpx.Response) -> dict[str, int]:
@@ -32,7 +32,7 @@ def _publish(stack, root, path, values, chunks):
 
 def _origin_manifest(stack, root, path):
     """The current manifest read straight from the origin (no region memo in between)."""
-    from functions.engine.reader import Region
+    from functions.engine.region import Region
 
     return Region(stack.regions[0].services.region.origin).dataset(root, path)
 

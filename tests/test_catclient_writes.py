@@ -1,7 +1,7 @@
 """catclient's write, login and error-mapping code against an in-memory fake of the wire.
 
 Our server's write endpoints come with the users issue; until then these tests
-pin the client side to CATERVA2_WIRE.md with a fake that speaks exactly that
+pin the client side to docs/wire.md with a fake that speaks exactly that
 protocol (httpx.MockTransport, no sockets).  ``test_catclient.py`` runs the
 same calls over real HTTP against the stack and skips while the server lacks them.
 """
@@ -51,7 +51,7 @@ def _info(path: str, data: bytes) -> dict:
 
 
 class FakeServer:
-    """The write half of CATERVA2_WIRE.md (plus info/list/fetch of what was written), in memory."""
+    """The write half of docs/wire.md (plus info/list/fetch of what was written), in memory."""
 
     USER, PASSWORD, TOKEN = "alice@example.com", "secret", "tok-123"
 

@@ -6,11 +6,12 @@ import blosc2
 import numpy as np
 import pytest
 
+from functions.adapters.inprocess import LocalInvoker
+from functions.adapters.memory import MemoryStore
 from functions.engine import compute
 from functions.engine.content import load_object
 from functions.engine.publish import Publisher
-from functions.engine.reader import Region
-from functions.storage.memory import MemoryStore
+from functions.engine.region import Region
 from tests.test_lazy_engine import NUMPY, TABLE
 
 
@@ -22,7 +23,7 @@ def setup():
         chunks = tuple(max(1, s // 3) for s in values.shape)
         publisher.publish("t", f"{name}.b2nd", load_object(blosc2.asarray(values, chunks=chunks)))
     region = Region(origin, cache)
-    invoker = compute.LocalInvoker(lambda event: compute.handle(region, event))
+    invoker = LocalInvoker(lambda event: compute.handle(region, event))
     coordinator = compute.Coordinator(region, invoker, fanout=4)
     operands = {n: region.head("t", f"{n}.b2nd").manifest for n in NUMPY}
     return publisher, region, invoker, coordinator, operands

@@ -16,6 +16,7 @@ import pytest
 
 from functions.engine import compute
 from functions.engine.model import ChangeEvent
+from functions.engine.spaces import ANONYMOUS, locate
 from functions.handlers import api as api_handler
 from functions.handlers import common
 from functions.handlers import compute as compute_handler
@@ -198,7 +199,7 @@ def test_ingest_handler_rejects_bad_records_without_crashing(lambda_env, stack, 
         "dropped/missing.b2nd",
     ]
     deadline = time.monotonic() + 3  # the region learns of ok.txt through its change event
-    while "ok.txt" not in (listing := stack.regions[0].services.read.list("dropped", "")):
+    while "ok.txt" not in (listing := stack.regions[0].services.read.list(locate("dropped", "", ANONYMOUS), ANONYMOUS)):
         assert time.monotonic() < deadline, listing
         time.sleep(0.05)
     assert "fake.b2nd" not in listing and "missing.b2nd" not in listing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -299,3 +300,46 @@ def test_anonymous_cannot_create(lazy_env):
         json={"name": "x", "expression": "a", "operands": {"a": "lz/a.b2nd"}},
     )
     assert r.status_code == 401
+
+
+class _CrashingLambda:
+    """A boto3 Lambda client whose compute function dies (what Lambda answers for an unhandled error)."""
+
+    def invoke(self, **kwargs):
+        import io
+
+        body = json.dumps({"errorMessage": "Runtime exited with error: signal: killed", "errorType": "Runtime"})
+        return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": io.BytesIO(body.encode())}
+
+
+@pytest.mark.parametrize(("crash", "factor"), [("function_error", 3), ("invoker_5xx", 5)])
+def test_crashed_compute_is_a_5xx_not_a_bad_request(lazy_env, crash, factor):
+    from functions.adapters.lambda_invoker import LambdaInvoker
+
+    name = f"crash_{crash}"
+    # a distinct expression per case: results are cached by expression, so each must compute
+    assert _create(lazy_env, name, f"a * {factor} + 1").status_code == 200
+    coordinator = lazy_env["stack"].regions[0].services.coordinator
+    real = coordinator.invoker
+    if crash == "function_error":
+        coordinator.invoker = LambdaInvoker(_CrashingLambda(), "compute")
+    else:
+        coordinator.invoker = type("Broken", (), {"payload_limit": None, "invoke": lambda self, e: {"status": 500}})()
+    try:
+        r = httpx.get(
+            f"{lazy_env['url']}/api/fetch/@personal/{name}.b2nd",
+            params={"slice_": "0:2"},
+            headers={"Cookie": lazy_env["cookie"]},
+        )
+    finally:
+        coordinator.invoker = real
+    assert r.status_code == 502, r.text
+    assert "compute" in r.json()["detail"]
+    # and the same expression computes once the function is healthy again
+    ok = httpx.get(
+        f"{lazy_env['url']}/api/fetch/@personal/{name}.b2nd",
+        params={"slice_": "0:2"},
+        headers={"Cookie": lazy_env["cookie"]},
+    )
+    assert ok.status_code == 200
+    np.testing.assert_array_equal(blosc2.ndarray_from_cframe(ok.content)[:], DATA["a"][0:2] * factor + 1)

@@ -10,10 +10,10 @@ import boto3
 import numpy as np
 import pytest
 
+from functions.adapters.s3 import S3Store
 from functions.engine.content import load_object
 from functions.engine.publish import Publisher
-from functions.engine.reader import Region
-from functions.storage.s3 import S3Store
+from functions.engine.region import Region
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from catclient import wire
+from functions.adapters.s3 import S3Store
+from functions.adapters.sns import SnsSink
 from functions.engine import layout
 from functions.engine.content import load_object
 from functions.engine.model import Head, Manifest
 from functions.engine.publish import Publisher
-from functions.engine.reader import CacheStats, Region
-from functions.events_sns import SnsSink
-from functions.storage.s3 import S3Store
+from functions.engine.region import CacheStats, Region
 from infra.example_data import expected, write_example
 
 

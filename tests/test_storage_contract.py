@@ -7,9 +7,9 @@ import threading
 import boto3
 import pytest
 
-from functions.storage.memory import MemoryStore
-from functions.storage.ports import BlobStore, NotFound, PreconditionFailed, StoreUnavailable
-from functions.storage.s3 import S3Store
+from functions.adapters.memory import MemoryStore
+from functions.adapters.s3 import S3Store
+from functions.engine.ports import BlobStore, NotFound, PreconditionFailed, StoreUnavailable
 
 
 @pytest.fixture(params=["memory", "s3"])

@@ -11,33 +11,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from functions.api.errors import Rule, register
-from functions.auth.limits import TooManyAttempts
-from functions.auth.ports import (
-    AuthError,
-    BadCredentials,
-    InvalidToken,
-    PasswordChangeRequired,
-    ProviderUnavailable,
-    Throttled,
-)
-from functions.engine.publish import Conflict
-from functions.engine.spaces import ANONYMOUS, AuthRequired, Forbidden, Principal, ScopedReads
-from functions.services import Services
+from functions.api.deps import services_of
+from functions.engine.errors import AuthRequired, BadCredentials, InvalidToken, ProviderUnavailable
+from functions.engine.spaces import ANONYMOUS, Principal
 
 router = APIRouter(prefix="/auth", tags=["users"])
 
 COOKIE = "c2subauth"
 #: Longer usernames or passwords are refused without asking the user pool.
 MAX_CREDENTIAL_CHARS = 256
-BAD_CREDENTIALS = "LOGIN_BAD_CREDENTIALS"  # Caterva2's (fastapi-users') code, which clients know
 
-
-def _services(request: Request) -> Services:
-    return request.app.state.services
 
 
 def _token(request: Request) -> str | None:
@@ -55,7 +41,7 @@ def caller(request: Request) -> Principal:
     if cached is not None:
         return cached
     token = _token(request)
-    auth = _services(request).auth
+    auth = services_of(request).auth
     if not token:
         who = ANONYMOUS
     elif auth is None:
@@ -71,11 +57,6 @@ def caller(request: Request) -> Principal:
 
 
 Caller = Annotated[Principal, Depends(caller)]
-
-
-def scoped_reads(request: Request, who: Caller) -> ScopedReads:
-    """The read service as the caller may use it (replaces ``read.read_service``, see ``create_app``)."""
-    return ScopedReads(_services(request).read, who)
 
 
 # ---------------------------------------------------------------------- endpoints
@@ -94,7 +75,7 @@ def login(
     password: Annotated[str, Form()],
 ) -> Response:
     """Form ``username`` and ``password`` → 204 with ``Set-Cookie: c2subauth=<token>``."""
-    services = _services(request)
+    services = services_of(request)
     address = request.client.host if request.client else "unknown"
     keys = [f"user:{username.strip().lower()[:MAX_CREDENTIAL_CHARS]}", f"ip:{address}"]
     services.login_limiter.check(keys)
@@ -134,28 +115,3 @@ def me(who: Caller) -> dict:
     if not who.authenticated:
         raise AuthRequired(f"not logged in: {who.token_problem}" if who.token_problem else "not logged in")
     return {"username": who.username}
-
-
-# ---------------------------------------------------------------------- errors
-
-
-_BEARER = {"WWW-Authenticate": "Bearer"}
-
-#: Authentication and authorisation errors and their answers
-RULES = (
-    Rule(AuthRequired, 401, headers=lambda exc: _BEARER),
-    Rule(Forbidden, 403),
-    Rule(PasswordChangeRequired, 400, lambda exc: "LOGIN_PASSWORD_CHANGE_REQUIRED"),
-    Rule(BadCredentials, 400, lambda exc: BAD_CREDENTIALS),
-    Rule(InvalidToken, 401, lambda exc: f"invalid token: {exc}", lambda exc: _BEARER),
-    Rule(TooManyAttempts, 429, headers=lambda exc: {"Retry-After": str(exc.retry_after)}),
-    Rule(Throttled, 429, headers=lambda exc: {"Retry-After": "60"}),
-    Rule(ProviderUnavailable, 503),
-    Rule(AuthError, 400),
-    Rule(Conflict, 409),
-)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Map authentication and authorisation errors to HTTP answers."""
-    register(app, RULES)

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
 
 from functions.api.auth import Caller
+from functions.api.deps import services_of
 from functions.engine.content import load_object
 from functions.engine.errors import BadRequest
 from functions.engine.lazydata import dataset_name
 from functions.engine.spaces import PERSONAL, Location, Principal, may_read, resolve, speaking_as
-from functions.services import Services
 
 router = APIRouter(prefix="/api", tags=["lazy expressions"])
 
@@ -39,14 +39,11 @@ class LazyArrBody(BaseModel):
     compute: bool = False
 
 
-def _services(request: Request) -> Services:
-    return request.app.state.services
-
 
 def _create(
     request: Request, who: Principal, loc: Location, expression: str, operands: dict[str, Any]
 ) -> None:
-    services = _services(request)
+    services = services_of(request)
     if len(operands) > 64:
         raise BadRequest("an expression takes at most 64 operands")
     stored = {}
@@ -86,7 +83,7 @@ def upload_lazyarr(path: str, request: Request, who: Caller, body: Annotated[Laz
         raise BadRequest("a lazy expression is an n-d array: give the path a .b2nd suffix")
     _create(request, who, loc, body.expression, body.operands)
     if body.compute:
-        services = _services(request)
+        services = services_of(request)
         with speaking_as(who):
             definition = services.region.dataset(loc.root, loc.rel)
             value = services.lazy.evaluate(definition, (), lambda root: may_read(root, who))

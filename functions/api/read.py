@@ -1,28 +1,31 @@
-"""Read endpoints of Caterva2's protocol (CATERVA2_WIRE.md) plus plans and subscriptions."""
+"""Read endpoints of Caterva2's protocol (docs/wire.md) plus plans and subscriptions."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Query
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from functions.api.auth import scoped_reads
-from functions.engine.errors import BadRequest
-from functions.engine.paths import split_path
-from functions.engine.reader import CacheStats
-from functions.engine.service import FetchParams
-from functions.engine.spaces import ScopedReads
+from functions.api.auth import Caller
+from functions.api.deps import services_of
+from functions.engine.reads import FetchParams, ReadService
+from functions.engine.region import CacheStats
+from functions.engine.spaces import Location, Principal, resolve
 
 router = APIRouter(prefix="/api")
 
 CACHE_HEADER = "X-Cat-Cache"
 
 
-# The read service as the caller may use it: user spaces mapped to storage roots,
-# other users' spaces unreachable (see functions.engine.spaces.ScopedReads)
-Read = Annotated[ScopedReads, Depends(scoped_reads)]
+def _reads(request: Request) -> ReadService:
+    return services_of(request).read
+
+
+def _dataset(path: str, who: Principal) -> Location:
+    """A user path that must name something inside a root (not the root itself)."""
+    return resolve(path, who, allow_root_only=False)
 
 
 def _data_response(body: bytes, stats: CacheStats, **headers: str) -> Response:
@@ -40,26 +43,24 @@ class FetchBody(BaseModel):
 
 
 @router.get("/roots", summary="Roots this API serves")
-def roots(read: Read) -> dict:
+def roots(request: Request, who: Caller) -> dict:
     """``{name: {"name": name, "subscribed": bool}}`` for every root."""
-    return read.roots()
+    return _reads(request).roots(who)
 
 
 @router.get("/list/{path:path}", summary="Files below a path, recursively")
-def list_(path: str, read: Read) -> list[str]:
+def list_(path: str, request: Request, who: Caller) -> list[str]:
     """Every file below *path* relative to it, sorted (``[basename]`` for a file)."""
-    root, rel = split_path(path)
-    return read.list(root, rel)
+    return _reads(request).list(resolve(path, who), who)
 
 
 @router.get("/info/{path:path}", summary="Metadata of a dataset, file or directory")
-def info(path: str, read: Read) -> dict:
+def info(path: str, request: Request, who: Caller) -> dict:
     """Caterva2's metadata JSON."""
-    root, rel = split_path(path)
-    return read.info(root, rel)
+    return _reads(request).info(resolve(path, who), who)
 
 
-def _fetch(path: str, params: FetchParams, read: ScopedReads, range_header: str | None) -> Response:
+def _fetch(request: Request, path: str, params: FetchParams, who: Principal, range_header: str | None):
     if range_header:
         # Frames are assembled on demand, so byte offsets are not stable to offer;
         # clients fall back to /api/chunk on any non-206 answer (and api/info says so)
@@ -67,16 +68,17 @@ def _fetch(path: str, params: FetchParams, read: ScopedReads, range_header: str 
             {"detail": "byte ranges are not served; read whole chunks through /api/chunk"},
             status_code=416,
         )
-    root, rel = split_path(path, allow_root_only=False)
+    loc = _dataset(path, who)
     stats = CacheStats()
-    body = read.fetch(root, rel, params, stats)
+    body = _reads(request).fetch(loc, params, stats, who)
     return _data_response(body, stats)
 
 
 @router.get("/fetch/{path:path}", summary="A slice of a dataset as a Blosc2 cframe", response_class=Response)
 def fetch(
     path: str,
-    read: Read,
+    request: Request,
+    who: Caller,
     slice_: str | None = None,
     field: str | None = None,
     filter: str | None = None,
@@ -84,7 +86,7 @@ def fetch(
     range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
     """``slice_`` (``"2:4, 3:6"``), ``indices`` (JSON), ``field`` and ``filter`` select data."""
-    return _fetch(path, FetchParams(slice_, field, filter, indices), read, range_header)
+    return _fetch(request, path, FetchParams(slice_, field, filter, indices), who, range_header)
 
 
 @router.post(
@@ -92,33 +94,37 @@ def fetch(
 )
 def fetch_post(
     path: str,
-    read: Read,
+    request: Request,
+    who: Caller,
     body: Annotated[FetchBody, Body()],
     range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
     """For keys too long for a query string."""
-    return _fetch(path, FetchParams(body.slice_, body.field, body.filter, body.indices), read, range_header)
+    params = FetchParams(body.slice_, body.field, body.filter, body.indices)
+    return _fetch(request, path, params, who, range_header)
 
 
 @router.get("/chunk/{path:path}", summary="One compressed chunk, as stored", response_class=Response)
-def chunk(path: str, read: Read, nchunk: Annotated[int, Query(description="chunk index")]) -> Response:
+def chunk(
+    path: str, request: Request, who: Caller, nchunk: Annotated[int, Query(description="chunk index")]
+) -> Response:
     """Exactly ``schunk.get_chunk(nchunk)`` (what ``blosc2.Proxy`` reads)."""
-    root, rel = split_path(path, allow_root_only=False)
     stats = CacheStats()
-    return _data_response(read.chunk(root, rel, nchunk, stats), stats)
+    body = _reads(request).chunk(_dataset(path, who), nchunk, stats, who)
+    return _data_response(body, stats)
 
 
 @router.get("/download/{path:path}", summary="The dataset as a file", response_class=Response)
 def download(
     path: str,
-    read: Read,
+    request: Request,
+    who: Caller,
     accept_encoding: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Frames as frames; plain files decompressed, or as a cframe with ``Accept-Encoding: blosc2``."""
-    root, rel = split_path(path, allow_root_only=False)
     wants_blosc2 = "blosc2" in (accept_encoding or "")
     stats = CacheStats()
-    dl = read.download(root, rel, blosc2_encoding=wants_blosc2, stats=stats)
+    dl = _reads(request).download(_dataset(path, who), blosc2_encoding=wants_blosc2, stats=stats, who=who)
     headers = {
         CACHE_HEADER: stats.header(),
         "Content-Disposition": f'attachment; filename="{_quote(dl.filename)}"',
@@ -129,33 +135,23 @@ def download(
 
 
 @router.get("/plan/{path:path}", summary="Read plan: presigned URLs of the chunks a slice needs")
-def plan(path: str, read: Read, slice_: str | None = None) -> JSONResponse:
+def plan(path: str, request: Request, who: Caller, slice_: str | None = None) -> JSONResponse:
     """The chunks ``slice_`` touches, in the region's cache bucket, as short-lived URLs."""
-    root, rel = split_path(path, allow_root_only=False)
     stats = CacheStats()
-    body = read.plan(root, rel, slice_, stats)
+    body = _reads(request).plan(_dataset(path, who), slice_, stats, who)
     return JSONResponse(body, headers={CACHE_HEADER: stats.header()})
 
 
 @router.post("/subscribe/{root}", summary="Follow a root: prefetch its changed chunks into this region")
-def subscribe(root: str, read: Read) -> dict:
+def subscribe(root: str, request: Request, who: Caller) -> dict:
     """Subscribe this region to *root*."""
-    return _set_subscription(root, read, True)
+    return _reads(request).set_subscribed(resolve(root, who), True)
 
 
 @router.post("/unsubscribe/{root}", summary="Stop following a root")
-def unsubscribe(root: str, read: Read) -> dict:
+def unsubscribe(root: str, request: Request, who: Caller) -> dict:
     """Unsubscribe this region from *root* (reads keep working on demand)."""
-    return _set_subscription(root, read, False)
-
-
-def _set_subscription(root: str, read: ScopedReads, on: bool) -> dict:
-    name, rel = split_path(root)
-    if rel:
-        raise BadRequest("subscribe takes a root name, not a path")
-    read.region.catalog(name)  # 404 for unknown roots
-    roots = read.region.set_subscribed(name, on)
-    return {"name": name, "subscribed": name in roots}
+    return _reads(request).set_subscribed(resolve(root, who), False)
 
 
 def _quote(name: str) -> str:

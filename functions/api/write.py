@@ -1,4 +1,4 @@
-"""Write endpoints of Caterva2's protocol (CATERVA2_WIRE.md) plus presigned uploads and limits.
+"""Write endpoints of Caterva2's protocol (docs/wire.md) plus presigned uploads and limits.
 
 Each endpoint resolves its paths for the caller (:mod:`functions.engine.spaces`)
 before reading any body, so an anonymous or forbidden write costs no upload,
@@ -16,10 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from functions.api.auth import Caller
+from functions.api.deps import services_of
 from functions.engine.errors import BadRequest, TooLarge
 from functions.engine.spaces import Location, Principal, resolve, speaking_as
 from functions.engine.writes import WriteService
-from functions.services import Services
 
 router = APIRouter(prefix="/api", tags=["writes"])
 
@@ -45,13 +45,10 @@ _MULTIPART_BODY = {
 }
 
 
-def _services(request: Request) -> Services:
-    return request.app.state.services
-
 
 def write_service(request: Request) -> WriteService:
     """The process's write service (built once in ``Services``)."""
-    return _services(request).writes
+    return services_of(request).writes
 
 
 Writes = Annotated[WriteService, Depends(write_service)]
@@ -78,7 +75,7 @@ def _over_payload(size: int, limit: int, path: str) -> TooLarge:
 
 async def _file_field(request: Request, path: str) -> tuple[str | None, bytes]:
     """The multipart ``file`` field's name and bytes, refusing oversized requests before reading them."""
-    settings = _services(request).settings
+    settings = services_of(request).settings
     length = request.headers.get("content-length", "")
     if length.isdigit():
         size = int(length)
@@ -199,7 +196,7 @@ def limits(request: Request, who: Caller, writes: Writes) -> dict:
     """Bytes: ``payload_limit`` (bigger uploads must use /api/upload-url), ``max_upload_bytes``,
     ``user_quota_bytes``, ``response_limit``; with a login also ``personal_bytes`` in use.
     """
-    settings = _services(request).settings
+    settings = services_of(request).settings
     out = {
         "payload_limit": settings.payload_limit,
         "max_upload_bytes": settings.max_upload_bytes,

@@ -28,19 +28,18 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
 
 import blosc2
 import numpy as np
 
 from catclient import wire
-from functions.engine import expr, lazy
-from functions.engine.errors import BadRequest, DatasetNotFound, OriginUnavailable, TooLarge
-from functions.engine.model import Manifest
-from functions.engine.reader import CacheStats, Region
-from functions.storage.ports import NotFound
+from functions.engine import errors, expr, lazy
+from functions.engine.errors import BadRequest, NotFound
+from functions.engine.model import Kind, Manifest
+from functions.engine.ports import Invoker
+from functions.engine.region import CacheStats, Region
 
 #: Largest answer carried inline in an invocation's response (Lambda allows 6 MB
 #: of JSON; base64 costs a third).  Larger results go through the cache bucket.
@@ -89,7 +88,7 @@ class DatasetSource:
     """A stored n-d dataset at one exact version, read chunk by chunk through the region."""
 
     def __init__(self, region: Region, manifest: Manifest, stats: CacheStats) -> None:
-        if manifest.kind != "ndarray":
+        if manifest.kind != Kind.NDARRAY:
             raise BadRequest(f"{manifest.root}/{manifest.path} is a {manifest.kind}, not an n-d array")
         self._region = region
         self._manifest = manifest
@@ -172,48 +171,20 @@ def handle(region: Region, event: Mapping) -> dict:
     stats = CacheStats()
     try:
         answer = run(region, event, stats)
-    except (BadRequest, expr.ExpressionError, wire.SliceError, KeyError, TypeError, ValueError) as exc:
-        return {"status": 400, "error": str(exc)}
-    except DatasetNotFound as exc:
-        return {"status": 404, "error": f"not found: {exc}"}
-    except OriginUnavailable as exc:
-        return {"status": 503, "error": str(exc)}
+    except (KeyError, TypeError, ValueError, wire.SliceError) as exc:
+        if errors.rule_for(exc) is not None:  # a domain error that is also a ValueError (BadRequest, ...)
+            return errors.encode(exc)
+        # A malformed event or operand geometry: the caller's request, not a crash
+        return {"status": 400, "error": str(exc), "error_type": BadRequest.__name__}
+    except Exception as exc:  # noqa: BLE001 - every answer is JSON; 5xx keeps its class on the way back
+        if errors.rule_for(exc) is None:
+            raise
+        return errors.encode(exc)
     answer["cache"] = stats.header()
     return answer
 
 
 # --------------------------------------------------------------------------- invokers
-
-
-class Invoker(Protocol):
-    """How the API reaches the compute function."""
-
-    #: Largest result carried in an answer (bytes), or None for no limit
-    payload_limit: int | None
-
-    def invoke(self, event: dict) -> dict:
-        """Run one compute event and return its answer."""
-        ...
-
-
-class LocalInvoker:
-    """Calls the compute handler's logic in this process (the local stack and tests).
-
-    Events are round-tripped through JSON so that anything that works here is
-    also what a Lambda invocation would carry.  Answers are handed back as they
-    are: their bulk is a result frame, whose base64 trip across a real Lambda
-    boundary (:func:`jsonable`) would only cost time here.
-    """
-
-    payload_limit = None
-
-    def __init__(self, handler: Callable[[dict], dict]) -> None:
-        self._handler = handler
-        self.invocations = 0
-
-    def invoke(self, event: dict) -> dict:  # noqa: D102 - protocol method
-        self.invocations += 1
-        return self._handler(json.loads(json.dumps(event)))
 
 
 # --------------------------------------------------------------------------- coordinator
@@ -305,14 +276,7 @@ class Coordinator:
         status = answer.get("status", 500)
         if status == 200:
             return answer
-        message = answer.get("error", "compute failed")
-        if status == 404:
-            raise DatasetNotFound(message)
-        if status == 503:
-            raise OriginUnavailable(message)
-        if status == 413:
-            raise TooLarge(message)
-        raise BadRequest(message)
+        raise errors.decode(answer)
 
     def _frame(self, answer: dict) -> bytes:
         if "ref" in answer:
@@ -347,7 +311,7 @@ class _Meta:
     """Shape/dtype/chunks of a pinned dataset, for inference and planning (no data)."""
 
     def __init__(self, manifest: Manifest) -> None:
-        if manifest.kind != "ndarray":
+        if manifest.kind != Kind.NDARRAY:
             raise BadRequest(f"{manifest.root}/{manifest.path} is a {manifest.kind}, not an n-d array")
         geo = manifest.geometry
         self.shape = tuple(geo.shape)

@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import hashlib
 import os
+import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,17 +15,14 @@ import blosc2
 import numpy as np
 
 from catclient.wire import INLINE_CHUNK_MAX, cparams_to_dict, dtype_to_str
-from functions.engine.model import ChunkRef, Content
+from functions.engine.errors import NotBlosc2
+from functions.engine.model import ChunkRef, Content, Kind
 
 #: Plain files are stored as an SChunk of this many bytes per chunk: 1 MiB keeps a
 #: range read of a file cheap while a GET still costs more in latency than bytes.
 FILE_CHUNKSIZE = 1 << 20
 
 BLOSC2_SUFFIXES = (".b2nd", ".b2frame")
-
-
-class NotBlosc2(ValueError):
-    """Bytes that claim to be a Blosc2 frame but are not."""
 
 
 @dataclass(frozen=True)
@@ -116,9 +114,10 @@ def load_object(obj, kind: str | None = None) -> Loaded:
             "blocks": list(obj.blocks),
             "dtype": dtype_to_str(obj.dtype),
         }
-        return _loaded("ndarray", obj.schunk, geometry)
+        return _loaded(Kind.NDARRAY, obj.schunk, geometry)
     if isinstance(obj, blosc2.SChunk):
-        return _loaded(kind or "schunk", obj, {"shape": None, "chunks": None, "blocks": None, "dtype": None})
+        no_geometry = {"shape": None, "chunks": None, "blocks": None, "dtype": None}
+        return _loaded(kind or Kind.SCHUNK, obj, no_geometry)
     raise NotBlosc2(f"not a Blosc2 NDArray or SChunk: {type(obj).__name__}")
 
 
@@ -148,7 +147,24 @@ def load_plain(data: bytes) -> Loaded:
     view = memoryview(data)
     for start in range(0, len(data), FILE_CHUNKSIZE):
         schunk.append_data(view[start : start + FILE_CHUNKSIZE])
-    return load_object(schunk, kind="file")
+    return load_object(schunk, kind=Kind.FILE)
+
+
+def load_bytes(name: str, data: bytes) -> Loaded:
+    """Content of an uploaded or dropped file named *name*: frames by suffix, anything else plain.
+
+    Raises
+    ------
+    NotBlosc2
+        A ``.b2nd``/``.b2frame`` name whose bytes are not such a frame.
+    """
+    if name.endswith(BLOSC2_SUFFIXES):
+        try:
+            return load_frame(data, posixpath.basename(name))
+        except NotBlosc2 as exc:
+            suffix = posixpath.splitext(name)[1]
+            raise NotBlosc2(f"{exc} (a {suffix} file must be a Blosc2 frame)") from None
+    return load_plain(data)
 
 
 def load_path(path: Path) -> Loaded:

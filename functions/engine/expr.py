@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from functions.engine.errors import ExpressionError
+
 #: Longest expression accepted, characters.
 MAX_LENGTH = 4000
 #: Most AST nodes in one expression (bounds evaluation work and memory).
@@ -22,10 +24,6 @@ MAX_NODES = 400
 MAX_DEPTH = 40
 #: Largest integer literal exponent: ``x ** 10**9`` on integers would hang a worker.
 MAX_POWER = 64
-
-
-class ExpressionError(ValueError):
-    """An expression that is not in the language; the message names the offending token."""
 
 
 _BINOPS: dict[type, Callable] = {
@@ -127,6 +125,22 @@ def check(text: str, operands: set[str] | frozenset[str], *, allow_reductions: b
         Naming the offending token.
 
     """
+    tree = _parse(text)
+    source = text.strip()
+    names: set[str] = set()
+    reduction = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            reduction |= _check_call(node, source, allow_reductions)
+        elif isinstance(node, ast.Name):
+            _check_name(node, operands, names)
+        else:
+            _check_node(node, source, operands)
+    return Checked(text=source, tree=tree, names=frozenset(names), has_reduction=reduction)
+
+
+def _parse(text: str) -> ast.Expression:
+    """The expression's tree, refused early when it is empty, too long, too big or too deep."""
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the expression is empty")
     if len(text) > MAX_LENGTH:
@@ -138,56 +152,56 @@ def check(text: str, operands: set[str] | frozenset[str], *, allow_reductions: b
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise ExpressionError(f"the expression does not parse: {exc.__class__.__name__}: {exc}") from None
-    nodes = list(ast.walk(tree))
-    if len(nodes) > MAX_NODES:
+    if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
         raise ExpressionError(f"the expression has more than {MAX_NODES} parts")
     if _depth(tree, MAX_DEPTH) > MAX_DEPTH:
         raise ExpressionError(f"the expression nests deeper than {MAX_DEPTH} levels")
-    names: set[str] = set()
-    reduction = False
-    source = text.strip()
-    for node in nodes:
-        if isinstance(node, ast.Expression | ast.Load):
-            continue
-        if isinstance(node, ast.Constant):
-            if isinstance(node.value, bool | int | float | complex) or node.value is None:
-                continue
-            if isinstance(node.value, str | bytes) and len(node.value) <= 256:
-                continue  # comparisons against string fields; never evaluated as code
-            raise ExpressionError(f"literal {_token(node, source)!r} is not allowed")
-        if isinstance(node, ast.Name):
-            if node.id in operands:
-                names.add(node.id)
-                continue
-            if node.id in ELEMENTWISE or node.id in REDUCTIONS:
-                continue  # validated as a call below
-            raise ExpressionError(f"unknown name {node.id!r}")
-        if isinstance(node, ast.BinOp):
-            if type(node.op) not in _BINOPS:
-                raise ExpressionError(f"operator in {_token(node, source)!r} is not allowed")
-            if isinstance(node.op, ast.Pow) and isinstance(node.right, ast.Constant):
-                if isinstance(node.right.value, int | float) and abs(node.right.value) > MAX_POWER:
-                    raise ExpressionError(f"exponent in {_token(node, source)!r} is too large")
-            continue
-        if isinstance(node, ast.UnaryOp | ast.BoolOp | ast.Compare):
-            continue
-        if type(node) in _BINOPS or type(node) in _UNARY or type(node) in _COMPARE:
-            continue
-        if isinstance(node, ast.And | ast.Or):
-            continue
-        if isinstance(node, ast.Call):
-            reduction |= _check_call(node, source, allow_reductions)
-            continue
-        if isinstance(node, ast.keyword):
-            continue  # checked in _check_call
-        if isinstance(node, ast.Subscript):
-            if not (isinstance(node.value, ast.Name) and node.value.id in operands):
-                raise ExpressionError(f"only operands can be sliced: {_token(node, source)!r}")
-            continue
-        if isinstance(node, ast.Slice | ast.Tuple):
-            continue
-        raise ExpressionError(f"{_token(node, source)!r} is not allowed ({type(node).__name__})")
-    return Checked(text=source, tree=tree, names=frozenset(names), has_reduction=reduction)
+    return tree
+
+
+def _check_name(node: ast.Name, operands: set[str] | frozenset[str], names: set[str]) -> None:
+    if node.id in operands:
+        names.add(node.id)
+    elif node.id not in ELEMENTWISE and node.id not in REDUCTIONS:  # functions: checked as calls
+        raise ExpressionError(f"unknown name {node.id!r}")
+
+
+def _check_constant(node: ast.Constant, source: str) -> None:
+    if isinstance(node.value, bool | int | float | complex) or node.value is None:
+        return
+    if isinstance(node.value, str | bytes) and len(node.value) <= 256:
+        return  # comparisons against string fields; never evaluated as code
+    raise ExpressionError(f"literal {_token(node, source)!r} is not allowed")
+
+
+def _check_binop(node: ast.BinOp, source: str) -> None:
+    if type(node.op) not in _BINOPS:
+        raise ExpressionError(f"operator in {_token(node, source)!r} is not allowed")
+    if isinstance(node.op, ast.Pow) and isinstance(node.right, ast.Constant):
+        if isinstance(node.right.value, int | float) and abs(node.right.value) > MAX_POWER:
+            raise ExpressionError(f"exponent in {_token(node, source)!r} is too large")
+
+
+#: Nodes that are allowed as they stand: their parts are checked on their own
+_STRUCTURAL = (ast.Expression, ast.Load, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.And, ast.Or)
+#: ``keyword`` is checked in :func:`_check_call`; slices and tuples only hold checked parts
+_PARTS = (ast.keyword, ast.Slice, ast.Tuple)
+
+
+def _check_node(node: ast.AST, source: str, operands: set[str] | frozenset[str]) -> None:
+    if isinstance(node, _STRUCTURAL + _PARTS):
+        return
+    if type(node) in _BINOPS or type(node) in _UNARY or type(node) in _COMPARE:
+        return
+    if isinstance(node, ast.Constant):
+        return _check_constant(node, source)
+    if isinstance(node, ast.BinOp):
+        return _check_binop(node, source)
+    if isinstance(node, ast.Subscript):
+        if not (isinstance(node.value, ast.Name) and node.value.id in operands):
+            raise ExpressionError(f"only operands can be sliced: {_token(node, source)!r}")
+        return None
+    raise ExpressionError(f"{_token(node, source)!r} is not allowed ({type(node).__name__})")
 
 
 def _check_call(node: ast.Call, source: str, allow_reductions: bool) -> bool:
@@ -218,10 +232,14 @@ def _is_int_literal(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool)
 
 
-def _literal_int(node: ast.AST) -> int:
-    if isinstance(node, ast.UnaryOp):
-        return -_literal_int(node.operand)
-    return int(node.value)
+def literal_int(node: ast.AST) -> int:
+    """The value of an integer literal (``3``, ``-3``, ``+3``); :class:`ExpressionError` otherwise."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        v = literal_int(node.operand)
+        return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return int(node.value)
+    raise ExpressionError(f"expected an integer literal, not {ast.unparse(node)!r}")
 
 
 def evaluate(checked: Checked, env: Mapping[str, object]):
@@ -259,7 +277,7 @@ def _eval(node: ast.AST, env: Mapping[str, object]):
         name = node.func.id
         args = [_eval(a, env) for a in node.args]
         if name in REDUCTIONS:
-            axis = next((_literal_int(k.value) for k in node.keywords), None)
+            axis = next((literal_int(k.value) for k in node.keywords), None)
             return REDUCTIONS[name](args[0], axis=axis)
         return ELEMENTWISE[name](*args)
     if isinstance(node, ast.Subscript):

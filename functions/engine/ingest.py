@@ -5,12 +5,12 @@ from __future__ import annotations
 import urllib.parse
 from dataclasses import dataclass
 
-from functions.engine.content import NotBlosc2, load_frame, load_plain
+from functions.engine.content import load_bytes
 from functions.engine.errors import BadRequest
 from functions.engine.paths import split_path
+from functions.engine.ports import BlobStore, NotFound
 from functions.engine.publish import Publisher, PublishResult
 from functions.engine.writes import STAGING_PREFIX
-from functions.storage.ports import BlobStore, NotFound
 
 #: Largest object ingested in one invocation (bytes); Lambda memory bounds it.
 MAX_INGEST_BYTES = 2 << 30
@@ -47,12 +47,9 @@ def ingest_object(publisher: Publisher, drop: BlobStore, raw_key: str) -> Ingest
         data = drop.get(key).data
         if len(data) > MAX_INGEST_BYTES:
             raise BadRequest(f"{key} is larger than {MAX_INGEST_BYTES} bytes")
-        if rel.endswith((".b2nd", ".b2frame")):
-            loaded = load_frame(data, rel)
-        else:
-            loaded = load_plain(data)
+        loaded = load_bytes(rel, data)
         return IngestOutcome(key, True, publisher.publish(root, rel, loaded))
-    except (BadRequest, NotBlosc2) as exc:
+    except BadRequest as exc:  # NotBlosc2 included
         return IngestOutcome(key, False, error=str(exc))
     except NotFound:
         return IngestOutcome(key, False, error=f"{key} is no longer in the ingest bucket")

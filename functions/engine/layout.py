@@ -1,4 +1,4 @@
-"""Object keys of the storage layout (DESIGN.md §2, docs/ARCHITECTURE.md)."""
+"""Object keys of the storage layout (docs/ARCHITECTURE.md, "S3 layout")."""
 
 from __future__ import annotations
 

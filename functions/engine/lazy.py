@@ -1,6 +1,6 @@
 """Lazy expressions: inference, inlining, sliced evaluation and fanned-out reductions.
 
-A lazy expression is stored as a definition only (DESIGN.md §5).  Reading a slice
+A lazy expression is stored as a definition only (docs/ARCHITECTURE.md, "Lazy expressions").  Reading a slice
 of it works in three steps, all on already allow-list-checked ASTs
 (:mod:`functions.engine.expr`):
 
@@ -80,26 +80,17 @@ def _literal_key(node: ast.AST) -> tuple:
 
     def one(n):
         if isinstance(n, ast.Slice):
-            return slice(*(None if p is None else _literal_int(p) for p in (n.lower, n.upper, n.step)))
-        return _literal_int(n)
+            return slice(*(None if p is None else expr.literal_int(p) for p in (n.lower, n.upper, n.step)))
+        return expr.literal_int(n)
 
     if isinstance(node, ast.Tuple):
         return tuple(one(e) for e in node.elts)
     return (one(node),)
 
 
-def _literal_int(node: ast.AST) -> int:
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        v = _literal_int(node.operand)
-        return -v if isinstance(node.op, ast.USub) else v
-    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
-        return int(node.value)
-    raise ExpressionError(f"subscripts take integer literals, not {ast.unparse(node)!r}")
-
-
 def _axis(node: ast.Call) -> int | None:
     for kw in node.keywords:
-        return _literal_int(kw.value)
+        return expr.literal_int(kw.value)
     return None
 
 

@@ -21,13 +21,13 @@ from catclient import wire
 from functions.engine import expr, lazy
 from functions.engine.compute import Coordinator
 from functions.engine.content import Loaded
-from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
-from functions.engine.model import Content, Manifest
+from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge, Unreadable
+from functions.engine.model import Content, Kind, Manifest
 from functions.engine.paths import split_path
 from functions.engine.publish import Publisher, PublishResult
-from functions.engine.reader import Region
+from functions.engine.region import Region
 
-KIND = "lazyexpr"
+KIND = Kind.LAZY
 
 #: Largest result a lazy expression computes in one request, bytes (uncompressed).
 MAX_RESULT_BYTES = 1 << 30
@@ -42,10 +42,6 @@ MayRead = Callable[[str], bool]
 def everyone(root: str) -> bool:
     """A ``may_read`` that allows every root (publishers' tools, tests)."""
     return True
-
-
-class Unreadable(PermissionError):
-    """An operand the reader may not read (mapped to 403)."""
 
 
 def dataset_name(name: str) -> str:
@@ -172,7 +168,7 @@ class LazyDatasets:
             if not may_read(o_root):
                 raise Unreadable(f"operand {alias} is not readable by you")
             kind = self.region.dataset(o_root, o_rel).kind
-            if kind not in ("ndarray", KIND):
+            if kind not in (Kind.NDARRAY, KIND):
                 raise BadRequest(f"operand {alias} is a {kind}; expressions take n-d arrays")
         draft = lazy.Definition(checked.text, dict(operands))
         try:

@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from catclient.wire import INLINE_CHUNK_MAX, Geometry
 from functions.engine.layout import chunk_hash
@@ -64,11 +65,20 @@ class ChunkRef:
         return cls(size=int(d["n"]), digest=str(d["h"]), dhash=d.get("d"))
 
 
+class Kind(StrEnum):
+    """What a dataset is; the value is what manifests, heads and answers say (``"ndarray"``, ...)."""
+
+    NDARRAY = "ndarray"  #: a Blosc2 NDArray (``.b2nd``)
+    SCHUNK = "schunk"  #: a Blosc2 SChunk (``.b2frame``)
+    FILE = "file"  #: any other file, stored as an SChunk of its bytes
+    LAZY = "lazyexpr"  #: a lazy expression: a definition, computed on read
+
+
 @dataclass(frozen=True)
 class Content:
     """A dataset's content independent of where and when it is published."""
 
-    kind: str  # "ndarray" | "schunk" | "file"
+    kind: str  # a Kind value
     geometry: dict  # Geometry JSON without vlmeta
     vlmeta: dict
     cbytes: int
@@ -192,7 +202,7 @@ class Catalog:
 
 @dataclass(frozen=True)
 class ChangeEvent:
-    """One committed dataset version, as carried by SNS (DESIGN.md §3)."""
+    """One committed dataset version, as carried by SNS (docs/ARCHITECTURE.md, "Change event")."""
 
     type: str  # "published" | "deleted"
     root: str

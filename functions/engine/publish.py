@@ -1,6 +1,6 @@
 """Publishing: upload missing chunks → write manifest → CAS head and catalog → emit event.
 
-A crash at any step leaves the previous version fully readable (DESIGN.md §2):
+A crash at any step leaves the previous version fully readable (docs/ARCHITECTURE.md, "S3 layout"):
 chunks and manifests are immutable and only become reachable when the head's
 conditional write succeeds.  Orphans from a lost race are garbage, never
 corruption.
@@ -19,9 +19,9 @@ from pathlib import Path
 
 from functions.engine import layout
 from functions.engine.content import Loaded, NotBlosc2, load_path, reuse_unchanged
-from functions.engine.events import EventSink, NullSink
+from functions.engine.errors import Conflict, NotFound, PreconditionFailed
 from functions.engine.model import Catalog, ChangeEvent, Content, Head, Manifest, dumps, utcnow_iso
-from functions.storage.ports import BlobStore, NotFound, PreconditionFailed
+from functions.engine.ports import BlobStore, EventSink
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,6 @@ def _attempts(limit: int):
         yield attempt
 
 
-class Conflict(RuntimeError):
-    """Another writer kept winning the head's conditional write."""
-
-
 @dataclass
 class PublishResult:
     """What one dataset's publish did."""
@@ -59,10 +55,13 @@ class PublishResult:
     uploaded_chunks: int = 0
     uploaded_bytes: int = 0
     changed_chunks: list[int] = field(default_factory=list)
+    #: What the commit wrote, object key → JSON value (head, catalog, roots index):
+    #: a region applies it as it is instead of reading back what was just written
+    written: dict = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
         """JSON form for CLIs and logs."""
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "written"}
 
 
 class Publisher:
@@ -91,7 +90,8 @@ class Publisher:
         clock: Callable[[], str] = utcnow_iso,
     ) -> None:
         self.store = store
-        self.events = events or NullSink()
+        #: None = no topic configured: versions are committed but not announced
+        self.events = events
         self._pool = executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="publish")
         self._clock = clock
 
@@ -207,8 +207,10 @@ class Publisher:
             if not self._cas_head(new_head, etag):
                 continue
             changed = _changed_chunks(previous, manifest)
-            self._commit_side_effects(new_head, head, changed, len(manifest.refs))
-            return PublishResult(root, path, "published", version, *uploaded, changed_chunks=changed)
+            written = self._commit_side_effects(new_head, head, changed, len(manifest.refs))
+            return PublishResult(
+                root, path, "published", version, *uploaded, changed_chunks=changed, written=written
+            )
         raise Conflict(f"{root}/{path}: gave up after {MAX_CAS_ATTEMPTS} concurrent writes won the head")
 
     def publish_content(
@@ -234,13 +236,12 @@ class Publisher:
                 return PublishResult(root, path, "absent", head.version if head else 0)
             tomb = Head(root, path, head.version + 1, self._clock(), head.kind, None, None, deleted=True)
             if self._cas_head(tomb, etag):
-                self._commit_side_effects(tomb, head, [], 0)
-                return PublishResult(root, path, "deleted", tomb.version)
+                written = self._commit_side_effects(tomb, head, [], 0)
+                return PublishResult(root, path, "deleted", tomb.version, written=written)
         raise Conflict(f"{root}/{path}: gave up deleting after {MAX_CAS_ATTEMPTS} concurrent writes")
 
-    def _cas_head(self, head: Head, etag: str | None) -> bool:
-        key = layout.head_key(head.root, head.path)
-        body = dumps(head.to_json())
+    def _cas_put(self, key: str, body: bytes, etag: str | None) -> bool:
+        """Replace the version of *key* with *etag* (create when None); False if another writer won."""
         try:
             if etag is None:
                 self.store.put(key, body, if_none_match=True, content_type="application/json")
@@ -250,10 +251,15 @@ class Publisher:
             return False
         return True
 
+    def _cas_head(self, head: Head, etag: str | None) -> bool:
+        return self._cas_put(layout.head_key(head.root, head.path), dumps(head.to_json()), etag)
+
     def _commit_side_effects(
         self, head: Head, previous: Head | None, changed: list[int], nchunks: int
-    ) -> None:
-        self._update_catalog(head)
+    ) -> dict:
+        """Catalog and event after a head's commit; returns what was written (key → JSON value)."""
+        written = {layout.head_key(head.root, head.path): head.to_json()}
+        written.update(self._update_catalog(head))
         event = ChangeEvent(
             type="deleted" if head.deleted else "published",
             root=head.root,
@@ -265,10 +271,13 @@ class Publisher:
             changed_chunks=tuple(changed),
             nchunks=nchunks,
         )
+        if self.events is None:
+            return written
         try:
             self.events.emit(event)
         except Exception:  # noqa: BLE001 - the version is committed; TTL revalidation heals a lost event
             log.exception("could not emit change event for %s/%s v%d", head.root, head.path, head.version)
+        return written
 
     # ------------------------------------------------------------------ catalog
 
@@ -279,38 +288,35 @@ class Publisher:
         if entry is None or entry.get("version", 0) < head.version:
             self._update_catalog(head)
 
-    def _update_catalog(self, head: Head) -> None:
-        """Merge *head* into its root's catalog (CAS loop; an older head never overwrites a newer one)."""
+    def _update_catalog(self, head: Head) -> dict:
+        """Merge *head* into its root's catalog (CAS loop; an older head never overwrites a newer one).
+
+        Returns what it wrote (catalog, and the roots index for a new root), key → JSON value.
+        """
         for _attempt in _attempts(MAX_CAS_ATTEMPTS * 4):
             catalog, etag = self.read_catalog(head.root)
             created = catalog is None
             catalog = catalog or Catalog(head.root)
             entry = catalog.datasets.get(head.path)
             if entry is not None and entry.get("version", 0) >= head.version:
-                return
+                return {}
             if head.deleted:
                 if entry is None and not created:
-                    return
+                    return {}
                 catalog.datasets.pop(head.path, None)
             else:
                 catalog.datasets[head.path] = head.to_json()
             catalog.version += 1
-            key = layout.catalog_key(head.root)
-            try:
-                if etag is None:
-                    self.store.put(
-                        key, catalog.to_bytes(), if_none_match=True, content_type="application/json"
-                    )
-                else:
-                    self.store.put(key, catalog.to_bytes(), if_match=etag, content_type="application/json")
-            except PreconditionFailed:
+            body = catalog.to_bytes()
+            if not self._cas_put(layout.catalog_key(head.root), body, etag):
                 continue
+            written = {layout.catalog_key(head.root): json.loads(body)}
             if created:
-                self._register_root(head.root)
-            return
+                written.update(self._register_root(head.root))
+            return written
         raise Conflict(f"catalog of {head.root}: too many concurrent writers")
 
-    def _register_root(self, root: str) -> None:
+    def _register_root(self, root: str) -> dict:
         for _attempt in _attempts(MAX_CAS_ATTEMPTS * 4):
             try:
                 blob = self.store.get(layout.ROOTS_KEY)
@@ -318,16 +324,10 @@ class Publisher:
             except NotFound:
                 roots, etag = {"roots": {}}, None
             if root in roots["roots"]:
-                return
+                return {}
             roots["roots"][root] = {"name": root, "created": self._clock()}
-            try:
-                if etag is None:
-                    self.store.put(layout.ROOTS_KEY, dumps(roots), if_none_match=True)
-                else:
-                    self.store.put(layout.ROOTS_KEY, dumps(roots), if_match=etag)
-                return
-            except PreconditionFailed:
-                continue
+            if self._cas_put(layout.ROOTS_KEY, dumps(roots), etag):
+                return {layout.ROOTS_KEY: roots}
         raise Conflict("roots index: too many concurrent writers")
 
     # ------------------------------------------------------------------ directories

@@ -1,4 +1,4 @@
-"""User spaces (DESIGN.md §7): which storage root a user's path names, and who may do what.
+"""User spaces: which storage root a user's path names, and who may do what.
 
 =============  ===============================  ==================================
 user path      storage root                     access
@@ -25,14 +25,9 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from functions.engine.errors import BadRequest, DatasetNotFound
+from functions.engine.errors import AuthRequired, BadRequest, DatasetNotFound, Forbidden
 from functions.engine.paths import split_path
-
-if TYPE_CHECKING:
-    from functions.engine.reader import CacheStats
-    from functions.engine.service import Download, FetchParams, ReadService
 
 PUBLIC = "@public"
 SHARED = "@shared"
@@ -44,14 +39,6 @@ _PERSONAL_PREFIX = PERSONAL + "."
 MAX_KEY_BYTES = 900
 # A sub must keep "@personal.<sub>" a valid root name (paths.split_path: ≤ 64 chars)
 _SUB = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,53}$")
-
-
-class AuthRequired(PermissionError):
-    """The resource needs a logged-in user and the request has none (HTTP 401)."""
-
-
-class Forbidden(PermissionError):
-    """The logged-in user may not do this here (HTTP 403)."""
 
 
 @dataclass(frozen=True)
@@ -221,7 +208,7 @@ def visible_roots(stored: Iterable[str], *, authenticated: bool) -> list[str]:
     return published + ([PUBLIC, PERSONAL, SHARED] if authenticated else [PUBLIC])
 
 
-# ---------------------------------------------------------------------- scoped reads
+# ---------------------------------------------------------------------- messages
 
 
 @contextmanager
@@ -241,121 +228,3 @@ def speaking_as(who: Principal) -> Iterator[None]:
         except Exception:  # noqa: BLE001 - a type that takes other arguments: keep the original
             raise exc from None
         raise clean from None
-
-
-class ScopedReads:
-    """The read service as one caller may use it.
-
-    Same methods as :class:`~functions.engine.service.ReadService` (what the read
-    endpoints call), taking the root as the user wrote it; paths are mapped and
-    access-checked with :func:`locate`, and storage names are rewritten in
-    answers and error messages.  Empty user spaces read as empty, not missing.
-
-    Parameters
-    ----------
-    read : ReadService
-        The process's read service.
-    who : Principal
-        The caller.
-
-    """
-
-    def __init__(self, read: ReadService, who: Principal) -> None:
-        self._read = read
-        self.who = who
-
-    def _loc(self, root: str, rel: str) -> Location:
-        return locate(root, rel, self.who)
-
-    def _call(self, loc: Location, fn, *args, **kwargs):
-        try:
-            with speaking_as(self.who):
-                return fn(loc.root, loc.rel, *args, **kwargs)
-        except DatasetNotFound:
-            # Name what the user asked for (the domain may name a root, or an object key)
-            raise DatasetNotFound(loc.path) from None
-
-    @property
-    def region(self) -> _ScopedSubscriptions:
-        """What the subscribe endpoints use: subscriptions of roots the caller may read."""
-        return _ScopedSubscriptions(self)
-
-    def roots(self, subscribed: set[str] | None = None) -> dict:
-        """Roots visible to the caller (see :func:`visible_roots`)."""
-        return self._read.roots(subscribed, authenticated=self.who.authenticated)
-
-    def list(self, root: str, rel: str) -> list[str]:
-        """Like ``ReadService.list``; an empty user space lists as ``[]``."""
-        loc = self._loc(root, rel)
-        try:
-            return self._call(loc, self._read.list)
-        except DatasetNotFound:
-            if loc.user_space:
-                return []
-            raise
-
-    def info(self, root: str, rel: str) -> dict:
-        """Like ``ReadService.info``, with the user's path in ``urlpath``."""
-        loc = self._loc(root, rel)
-        try:
-            out = self._call(loc, self._read.info)
-        except DatasetNotFound:
-            if loc.user_space and not loc.rel:
-                return {"kind": "group", "mtime": None, "size": 0, "nfiles": 0}
-            raise
-        target = out.get("schunk", out)
-        if "urlpath" in target:
-            target["urlpath"] = loc.path
-        if "operands" in out:  # a lazy expression: operands as this caller may see them
-            out["operands"] = {alias: shown(path, self.who) for alias, path in out["operands"].items()}
-        return out
-
-    def _may_read(self, storage_root: str) -> bool:
-        return may_read(storage_root, self.who)
-
-    def fetch(self, root: str, rel: str, params: FetchParams, stats: CacheStats) -> bytes:
-        """Like ``ReadService.fetch`` (lazy-expression operands re-authorised for the caller)."""
-        return self._call(self._loc(root, rel), self._read.fetch, params, stats, may_read=self._may_read)
-
-    def chunk(self, root: str, rel: str, nchunk: int, stats: CacheStats) -> bytes:
-        """Like ``ReadService.chunk``."""
-        return self._call(self._loc(root, rel), self._read.chunk, nchunk, stats, may_read=self._may_read)
-
-    def download(self, root: str, rel: str, *, blosc2_encoding: bool, stats: CacheStats) -> Download:
-        """Like ``ReadService.download``."""
-        loc = self._loc(root, rel)
-        return self._call(
-            loc, self._read.download, blosc2_encoding=blosc2_encoding, stats=stats, may_read=self._may_read
-        )
-
-    def plan(self, root: str, rel: str, slice_: str | None, stats: CacheStats) -> dict:
-        """Like ``ReadService.plan``, with the user's path in ``path``."""
-        loc = self._loc(root, rel)
-        out = self._call(loc, self._read.plan, slice_, stats)
-        out["path"] = loc.path
-        return out
-
-
-class _ScopedSubscriptions:
-    """``region.catalog``/``set_subscribed`` for the subscribe endpoints, through :func:`locate`.
-
-    Only published roots and ``@public`` can be subscribed: a region-wide
-    subscription to a private space would be shared by every user of the region.
-    """
-
-    def __init__(self, scoped: ScopedReads) -> None:
-        self._scoped = scoped
-
-    def _root(self, name: str) -> str:
-        loc = self._scoped._loc(name, "")
-        if loc.space in (PERSONAL, SHARED):
-            raise BadRequest(f"{name} cannot be subscribed; only published roots and {PUBLIC} can")
-        return loc.root
-
-    def catalog(self, name: str):
-        """The catalog of a subscribable root (404 if it has none)."""
-        return self._scoped._read.region.catalog(self._root(name))
-
-    def set_subscribed(self, name: str, on: bool) -> set[str]:
-        """Subscribe or unsubscribe the region."""
-        return self._scoped._read.region.set_subscribed(self._root(name), on)

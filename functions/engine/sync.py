@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from functions.engine.model import ChangeEvent
-from functions.engine.reader import Region
+from functions.engine.region import Region
 
 
 @dataclass(frozen=True)

@@ -17,20 +17,26 @@ import math
 import posixpath
 import re
 import uuid
-from typing import Protocol
 
 import blosc2
 import numpy as np
 
 from catclient import wire
-from functions.engine import layout
-from functions.engine.content import BLOSC2_SUFFIXES, Loaded, NotBlosc2, load_frame, load_object, load_plain
-from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
-from functions.engine.model import ChangeEvent, Content, Manifest
-from functions.engine.publish import Conflict, Publisher, PublishResult
-from functions.engine.reader import CacheStats, Region
-from functions.engine.spaces import Forbidden, Location
-from functions.storage.ports import NotFound
+from functions.engine.content import Loaded, load_bytes, load_object
+from functions.engine.errors import (
+    BadRequest,
+    Conflict,
+    DatasetNotFound,
+    Forbidden,
+    NotFound,
+    QuotaExceeded,
+    TooLarge,
+)
+from functions.engine.model import Content, Kind, Manifest
+from functions.engine.ports import Staging
+from functions.engine.publish import Publisher, PublishResult
+from functions.engine.region import CacheStats, Region
+from functions.engine.spaces import Location
 
 #: Staged uploads live under this prefix of the staging bucket.  It is not a valid
 #: root name (``_``), so the ingest function, which the ingest bucket notifies of
@@ -39,30 +45,6 @@ STAGING_PREFIX = "_staging/"
 #: Read-modify-write attempts of an append before reporting a conflict.
 MAX_APPEND_ATTEMPTS = 4
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
-
-
-class QuotaExceeded(TooLarge):
-    """The write would take the user's ``@personal`` space over its quota (413)."""
-
-
-class Staging(Protocol):
-    """Where large uploads wait between a presigned PUT and their commit (the ingest bucket)."""
-
-    def presign_put(self, key: str, expires: int) -> str:
-        """A URL that PUTs *key* for *expires* seconds."""
-        ...
-
-    def size(self, key: str) -> int:
-        """Bytes of a staged object; raises :class:`~functions.storage.ports.NotFound`."""
-        ...
-
-    def read(self, key: str) -> bytes:
-        """A staged object's bytes; raises :class:`~functions.storage.ports.NotFound`."""
-        ...
-
-    def delete(self, key: str) -> None:
-        """Remove a staged object (no error if absent)."""
-        ...
 
 
 def _human(n: int) -> str:
@@ -91,6 +73,15 @@ def _check_filename(name: str | None, loc: Location) -> str:
     return name
 
 
+def _destination(src: Location, dst: Location, dst_entries: dict) -> Location:
+    """Caterva2's rule: a destination that is a directory, or has no suffix, receives *src* by name."""
+    last = posixpath.basename(dst.rel)
+    if dst.rel not in dst_entries and (not dst.rel or _is_dir(dst_entries, dst.rel) or "." not in last):
+        name = posixpath.basename(src.rel)
+        return dst.at(f"{dst.rel}/{name}" if dst.rel else name)
+    return dst
+
+
 def _check_parents(entries: dict, loc: Location) -> None:
     """Refuse ``a.b2nd/x`` when ``a.b2nd`` is a file: a path cannot be both."""
     parts = loc.rel.split("/")
@@ -98,16 +89,6 @@ def _check_parents(entries: dict, loc: Location) -> None:
         parent = "/".join(parts[:i])
         if parent in entries:
             raise BadRequest(f"{loc.space}/{parent} is a file, so {loc.path} cannot be created below it")
-
-
-def _load(name: str, data: bytes) -> Loaded:
-    if name.endswith(BLOSC2_SUFFIXES):
-        try:
-            return load_frame(data, posixpath.basename(name))
-        except NotBlosc2 as exc:
-            suffix = posixpath.splitext(name)[1]
-            raise BadRequest(f"{exc} (a {suffix} upload must be a Blosc2 frame)") from None
-    return load_plain(data)
 
 
 class WriteService:
@@ -183,25 +164,15 @@ class WriteService:
         """Make this region see a committed write now, not after the event or the head TTL.
 
         Dropping the process memo is not enough: the region's cache bucket holds a
-        copy of the head that stays trusted for ``head_ttl``.  Applying the write
-        as an event re-reads head, catalog and roots index from the origin into
-        both (idempotent: the real event arriving later changes nothing).
+        copy of the head that stays trusted for ``head_ttl``, and another container
+        of this region may read it.  The publisher returned what it wrote (head,
+        catalog, roots index), so the region takes those values as they are: no
+        read back from the origin.  The real event arriving later changes nothing.
         """
         if result.status not in ("published", "deleted"):
             return
-        keys = (layout.head_key(result.root, result.path), layout.catalog_key(result.root), layout.ROOTS_KEY)
-        for key in keys:
-            self.region.forget(key)
-        event = ChangeEvent(
-            type="deleted" if result.status == "deleted" else "published",
-            root=result.root,
-            path=result.path,
-            version=result.version,
-            previous_version=0,
-            mtime="",
-            manifest=None,
-        )
-        self.region.apply_event(event)
+        for key, value in result.written.items():
+            self.region.learn(key, value)
 
     def _current(self, root: str, rel: str, shown: str) -> tuple[Manifest, int]:
         """The committed manifest and version of a dataset, from the origin."""
@@ -226,7 +197,7 @@ class WriteService:
             if _is_dir(entries, loc.rel) and loc.rel not in entries:
                 raise BadRequest(f"{loc.path} is a directory; upload into it or remove it first")
         _check_parents(entries, loc)
-        loaded = _load(loc.rel, data)
+        loaded = load_bytes(loc.rel, data)
         self._check_quota(loc, entries, loaded.content.cbytes, {loc.rel})
         self.settle(self.publisher.publish(loc.root, loc.rel, loaded))
         return loc.path
@@ -262,21 +233,9 @@ class WriteService:
         return self._transfer(src, dst, move=True)
 
     def _transfer(self, src: Location, dst: Location, *, move: bool) -> str:
-        if not src.rel:
-            raise BadRequest(f"{src.path} is a whole root; name a file or directory inside it")
-        src_entries = self._entries(src.root)
-        if src.rel in src_entries:
-            items = {src.rel: ""}
-        else:
-            items = _below(src_entries, src.rel)
-            if not items:
-                raise DatasetNotFound(src.path)
+        src_entries, items = self._sources(src)
         dst_entries = src_entries if dst.root == src.root else self._entries(dst.root)
-        # Caterva2's rule: a destination that is a directory, or has no suffix, receives src by name
-        last = posixpath.basename(dst.rel)
-        if dst.rel not in dst_entries and (not dst.rel or _is_dir(dst_entries, dst.rel) or "." not in last):
-            name = posixpath.basename(src.rel)
-            dst = dst.at(f"{dst.rel}/{name}" if dst.rel else name)
+        dst = _destination(src, dst, dst_entries)
         if dst.root == src.root and (dst.rel == src.rel or dst.rel.startswith(src.rel + "/")):
             if dst.rel == src.rel:
                 return dst.path  # onto itself: nothing to do (and a move must not delete it)
@@ -290,20 +249,37 @@ class WriteService:
             adding = sum(int(src_entries[p].get("cbytes", 0)) for p in items)
             self._check_quota(dst, dst_entries, adding, {t.rel for t in targets.values()})
         for rel, target in targets.items():
-            head, _ = self.publisher.read_head(src.root, rel)
-            if head is None or head.deleted:
-                continue  # removed since we listed it
-            content = self.publisher.read_manifest(head.manifest).content
-            self.settle(self.publisher.publish_content(target.root, target.rel, content))
-            if move:
-                try:
-                    self.settle(self.publisher.delete(src.root, rel, expect_version=head.version))
-                except Conflict:
-                    raise Conflict(
-                        f"{src.space}/{rel} changed while it was being moved: {target.path} holds the "
-                        f"version that was copied and the newer source was kept"
-                    ) from None
+            self._transfer_one(src, rel, target, move=move)
         return dst.path
+
+    def _sources(self, src: Location) -> tuple[dict, dict[str, str]]:
+        """The source root's entries, and the datasets a transfer of *src* takes (path → tail)."""
+        if not src.rel:
+            raise BadRequest(f"{src.path} is a whole root; name a file or directory inside it")
+        entries = self._entries(src.root)
+        if src.rel in entries:
+            return entries, {src.rel: ""}
+        items = _below(entries, src.rel)
+        if not items:
+            raise DatasetNotFound(src.path)
+        return entries, items
+
+    def _transfer_one(self, src: Location, rel: str, target: Location, *, move: bool) -> None:
+        """Commit the current version of ``src.root/rel`` at *target* (chunks shared); a move deletes it."""
+        head, _ = self.publisher.read_head(src.root, rel)
+        if head is None or head.deleted:
+            return  # removed since we listed it
+        content = self.publisher.read_manifest(head.manifest).content
+        self.settle(self.publisher.publish_content(target.root, target.rel, content))
+        if not move:
+            return
+        try:
+            self.settle(self.publisher.delete(src.root, rel, expect_version=head.version))
+        except Conflict:
+            raise Conflict(
+                f"{src.space}/{rel} changed while it was being moved: {target.path} holds the "
+                f"version that was copied and the newer source was kept"
+            ) from None
 
     # ------------------------------------------------------------------ append
 
@@ -324,7 +300,7 @@ class WriteService:
             raise BadRequest("the appended data is not a Blosc2 NDArray frame")
         for _attempt in range(MAX_APPEND_ATTEMPTS):
             manifest, version = self._current(loc.root, loc.rel, loc.path)
-            if manifest.kind != "ndarray":
+            if manifest.kind != Kind.NDARRAY:
                 raise BadRequest(f"{loc.path} is a {manifest.kind}; only n-d arrays (.b2nd) take appends")
             geo = manifest.geometry
             values = _conform(new, geo, loc)
@@ -456,5 +432,5 @@ def _appended(manifest: Manifest, values: np.ndarray, region: Region) -> tuple[C
         "nbytes": len(refs) * int(old.geometry["chunksize"]),
     }
     cbytes = int(old.cbytes - sum(r.size for r in dropped) - overhead * len(dropped) + part.content.cbytes)
-    content = Content(kind="ndarray", geometry=geometry, vlmeta=old.vlmeta, cbytes=cbytes, refs=refs)
+    content = Content(kind=Kind.NDARRAY, geometry=geometry, vlmeta=old.vlmeta, cbytes=cbytes, refs=refs)
     return content, [None] * keep + list(part.chunks)

@@ -62,8 +62,7 @@ def process(publisher, drop, event: dict) -> dict:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event, context):
     """Lambda entry point."""
-    from functions.storage.s3 import S3Store
-
     built = services()
-    drop = S3Store(built.clients["s3"], built.settings.ingest_bucket)
-    return process(built.publisher, drop, event)
+    if built.drop is None:
+        raise RuntimeError("CAT_INGEST_BUCKET is not set: which bucket does this function ingest from?")
+    return process(built.publisher, built.drop, event)

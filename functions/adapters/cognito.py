@@ -26,7 +26,7 @@ from typing import Any
 import jwt
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.auth.ports import (
+from functions.engine.errors import (
     AuthError,
     BadCredentials,
     InvalidToken,
@@ -34,10 +34,10 @@ from functions.auth.ports import (
     ProviderUnavailable,
     Throttled,
     UnknownUser,
-    User,
     UserExists,
     WeakPassword,
 )
+from functions.engine.ports import User
 
 #: Seconds between JWKS fetches caused by unknown key ids (after a failed fetch: 5 s).
 JWKS_REFETCH_INTERVAL = 60.0
@@ -80,7 +80,7 @@ def pool_region(pool_id: str) -> str:
 
 
 class CognitoAuthenticator:
-    """The :class:`~functions.auth.ports.Authenticator` over a Cognito user pool.
+    """The :class:`~functions.engine.ports.Authenticator` over a Cognito user pool.
 
     Parameters
     ----------

@@ -1,4 +1,7 @@
-"""The S3 adapter of the blob-store port: the only module that calls boto3's S3 API."""
+"""The S3 adapters: the blob-store port (:class:`S3Store`) and the staging port (:class:`S3Staging`).
+
+The only module that calls boto3's S3 API on the server side.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from collections.abc import Iterator
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from functions.storage.ports import Blob, NotFound, PreconditionFailed, StoreUnavailable
+from functions.engine.errors import NotFound, PreconditionFailed, StoreUnavailable
+from functions.engine.ports import Blob
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 # 409 ConditionalRequestConflict: S3's answer when two conditional writes race
@@ -19,7 +23,7 @@ def _code(err: ClientError) -> str:
 
 
 class S3Store:
-    """A bucket seen through the :class:`~functions.storage.ports.BlobStore` port.
+    """A bucket seen through the :class:`~functions.engine.ports.BlobStore` port.
 
     Parameters
     ----------
@@ -89,3 +93,39 @@ class S3Store:
         return self._s3.generate_presigned_url(
             "get_object", Params={"Bucket": self.name, "Key": key}, ExpiresIn=int(expires)
         )
+
+
+class S3Staging:
+    """The staging port of large uploads over a bucket: presigned PUTs, then read once and deleted.
+
+    Parameters
+    ----------
+    client : botocore S3 client
+        Shared, built at cold start.
+    bucket : str
+        The ingest bucket (origin stacks) or, without one, this region's cache bucket.
+
+    """
+
+    def __init__(self, client, bucket: str) -> None:
+        self._s3 = client
+        self._store = S3Store(client, bucket)
+        self.bucket = bucket
+
+    def presign_put(self, key: str, expires: int) -> str:
+        """A URL that PUTs *key* for *expires* seconds (the caller's own credentials sign it)."""
+        return self._s3.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=int(expires)
+        )
+
+    def size(self, key: str) -> int:
+        """Bytes of a staged object (``NotFound`` if absent; errors mapped like every store call)."""
+        return int(self._store._call("head_object", key)["ContentLength"])
+
+    def read(self, key: str) -> bytes:
+        """A staged object's bytes."""
+        return self._store.get(key).data
+
+    def delete(self, key: str) -> None:
+        """Remove a staged object."""
+        self._store.delete(key)

@@ -1,5 +1,10 @@
 """The read side of the API as domain code: roots, list, info, fetch, chunk, download, plan.
 
+Pairs with :mod:`functions.engine.writes`: every method takes the
+:class:`~functions.engine.spaces.Location` that :func:`~functions.engine.spaces.locate`
+made of the user's path (access already checked), and the caller's
+:class:`~functions.engine.spaces.Principal`, which re-authorises what a lazy
+expression reads and names the caller's ``@personal`` in answers and errors.
 Nothing here knows about HTTP: the FastAPI layer parses parameters, calls these
 methods and turns :mod:`functions.engine.errors` into status codes.
 """
@@ -9,17 +14,20 @@ from __future__ import annotations
 import math
 import mimetypes
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import blosc2
 import numpy as np
 
 from catclient import wire
-from functions.engine import expr, lazydata, spaces
+from functions.engine import expr, spaces
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
-from functions.engine.lazydata import LazyDatasets, MayRead, everyone
-from functions.engine.model import Manifest
-from functions.engine.reader import CacheStats, Region
+from functions.engine.lazydata import LazyDatasets, MayRead
+from functions.engine.model import Kind, Manifest
+from functions.engine.region import CacheStats, Region
+from functions.engine.spaces import PERSONAL, PUBLIC, SHARED, Location, Principal
 
 #: Largest selection assembled in memory for one fetch (bytes, uncompressed).  A
 #: Lambda has at most 10 GB; beyond this the answer could not be sent anyway.
@@ -86,46 +94,83 @@ class ReadService:
         self.presign_ttl = presign_ttl
         self.lazy = lazy
 
+    # ------------------------------------------------------------------ as the caller
+
+    @contextmanager
+    def _as_user(self, loc: Location, who: Principal) -> Iterator[None]:
+        """Errors raised inside name what the user asked for, never a storage root."""
+        try:
+            with spaces.speaking_as(who):
+                yield
+        except DatasetNotFound:
+            # The domain may name a root or an object key: name the user's path instead
+            raise DatasetNotFound(loc.path) from None
+
+    @staticmethod
+    def _may_read(who: Principal) -> MayRead:
+        return lambda storage_root: spaces.may_read(storage_root, who)
+
     # ------------------------------------------------------------------ listing
 
-    def roots(self, subscribed: set[str] | None = None, *, authenticated: bool = False) -> dict:
-        """``{name: {"name", "subscribed"}}`` of the roots a caller sees.
+    def roots(self, who: Principal, subscribed: set[str] | None = None) -> dict:
+        """``{name: {"name", "subscribed"}}`` of the roots *who* sees.
 
-        Published roots and ``@public``; with *authenticated* also ``@personal``
+        Published roots and ``@public``; for a logged-in user also ``@personal``
         and ``@shared``.  Storage names of personal spaces are never listed.
         """
         subscribed = self.region.subscriptions() if subscribed is None else subscribed
-        names = spaces.visible_roots(self.region.roots(), authenticated=authenticated)
+        names = spaces.visible_roots(self.region.roots(), authenticated=who.authenticated)
         return {name: {"name": name, "subscribed": name in subscribed} for name in names}
 
     def _entries(self, root: str) -> dict[str, dict]:
         return self.region.catalog(root).datasets
 
-    def list(self, root: str, rel: str) -> list[str]:
-        """Files below ``root/rel`` relative to it, sorted; ``[basename]`` for a file."""
-        entries = self._entries(root)
-        if rel in entries:
-            return [posixpath.basename(rel)]
-        prefix = rel.rstrip("/") + "/" if rel else ""
+    def list(self, loc: Location, who: Principal) -> list[str]:
+        """Files below *loc* relative to it, sorted; ``[basename]`` for a file; ``[]`` for an empty space."""
+        try:
+            with self._as_user(loc, who):
+                entries = self._entries(loc.root)
+        except DatasetNotFound:
+            if loc.user_space:
+                return []
+            raise
+        if loc.rel in entries:
+            return [posixpath.basename(loc.rel)]
+        prefix = loc.rel.rstrip("/") + "/" if loc.rel else ""
         return sorted(p[len(prefix) :] for p in entries if p.startswith(prefix))
 
-    def info(self, root: str, rel: str) -> dict:
-        """Caterva2's metadata JSON for a dataset, file, directory or root."""
-        if rel:
+    def info(self, loc: Location, who: Principal) -> dict:
+        """Caterva2's metadata JSON for a dataset, file, directory or root, as *who* may see it."""
+        with self._as_user(loc, who):
             try:
-                manifest = self.region.dataset(root, rel)
+                out = self._info(loc)
+            except DatasetNotFound:
+                if loc.user_space and not loc.rel:
+                    return {"kind": "group", "mtime": None, "size": 0, "nfiles": 0}
+                raise
+        target = out.get("schunk", out)
+        if "urlpath" in target:
+            target["urlpath"] = loc.path
+        if "operands" in out:  # a lazy expression: operands as this caller may see them
+            out["operands"] = {alias: spaces.shown(path, who) for alias, path in out["operands"].items()}
+        return out
+
+    def _info(self, loc: Location) -> dict:
+        if loc.rel:
+            try:
+                manifest = self.region.dataset(loc.root, loc.rel)
             except DatasetNotFound:
                 manifest = None
             if manifest is not None:
                 out = _info_json(manifest)
-                if manifest.kind == lazydata.KIND and self.lazy is not None:
+                if manifest.kind == Kind.LAZY and self.lazy is not None:
                     out["mtime"] = self.lazy.effective_mtime(manifest)
                 return out
-        entries = self._entries(root)
-        prefix = rel.rstrip("/") + "/" if rel else ""
+        entries = self._entries(loc.root)
+        prefix = loc.rel.rstrip("/") + "/" if loc.rel else ""
         inside = [e for p, e in entries.items() if p.startswith(prefix)]
-        if rel and not inside:
-            raise DatasetNotFound(f"{root}/{rel}")
+        if loc.rel and not inside:
+            raise DatasetNotFound(loc.path)
         return {
             "kind": "group",
             "mtime": max((e["mtime"] for e in inside), default=None),
@@ -133,13 +178,32 @@ class ReadService:
             "nfiles": len(inside),
         }
 
+    # ------------------------------------------------------------------ subscriptions
+
+    def set_subscribed(self, loc: Location, on: bool) -> dict:
+        """Subscribe this region to a root (or stop): ``{"name", "subscribed"}``.
+
+        Only published roots and ``@public`` can be subscribed: a region-wide
+        subscription to a private space would be shared by every user of the region.
+        """
+        if loc.rel:
+            raise BadRequest("subscribe takes a root name, not a path")
+        if loc.space in (PERSONAL, SHARED):
+            raise BadRequest(f"{loc.space} cannot be subscribed; only published roots and {PUBLIC} can")
+        try:
+            self.region.catalog(loc.root)
+        except DatasetNotFound:
+            raise DatasetNotFound(loc.path) from None
+        roots = self.region.set_subscribed(loc.root, on)
+        return {"name": loc.space, "subscribed": loc.root in roots}
+
     # ------------------------------------------------------------------ data
 
-    def manifest(self, root: str, rel: str) -> Manifest:
+    def manifest(self, loc: Location) -> Manifest:
         """Current manifest of a dataset (404 for directories and unknown paths)."""
-        if not rel:
-            raise BadRequest(f"{root!r} is a root, not a dataset")
-        return self.region.dataset(root, rel)
+        if not loc.rel:
+            raise BadRequest(f"{loc.space!r} is a root, not a dataset")
+        return self.region.dataset(loc.root, loc.rel)
 
     def _check_size(self, nbytes: int, what: str, hint: str) -> None:
         if self.response_limit and nbytes > self.response_limit:
@@ -153,30 +217,28 @@ class ReadService:
             raise BadRequest(f"{m.path} is a lazy expression and this server cannot compute")
         return self.lazy
 
-    def chunk(
-        self, root: str, rel: str, nchunk: int, stats: CacheStats, *, may_read: MayRead = everyone
-    ) -> bytes:
+    def chunk(self, loc: Location, nchunk: int, stats: CacheStats, who: Principal) -> bytes:
         """One stored chunk, exactly as ``schunk.get_chunk(nchunk)`` returns it (computed for expressions)."""
-        m = self.manifest(root, rel)
-        n = m.geometry.nchunks if m.kind == lazydata.KIND else len(m.refs)
-        if m.kind == lazydata.KIND and 0 <= nchunk < n:
-            return self._lazy(m).chunk(m, nchunk, may_read)
-        if not 0 <= nchunk < n:
-            raise BadRequest(f"nchunk {nchunk} is out of range: {rel} has {n} chunk(s) (0..{n - 1})")
-        return self.region.chunk(m, nchunk, stats)
+        with self._as_user(loc, who):
+            m = self.manifest(loc)
+            n = m.geometry.nchunks if m.kind == Kind.LAZY else len(m.refs)
+            if not 0 <= nchunk < n:
+                raise BadRequest(f"nchunk {nchunk} is out of range: {loc.rel} has {n} chunk(s) (0..{n - 1})")
+            if m.kind == Kind.LAZY:
+                return self._lazy(m).chunk(m, nchunk, self._may_read(who))
+            return self.region.chunk(m, nchunk, stats)
 
-    def fetch(
-        self, root: str, rel: str, params: FetchParams, stats: CacheStats, *, may_read: MayRead = everyone
-    ) -> bytes:
+    def fetch(self, loc: Location, params: FetchParams, stats: CacheStats, who: Principal) -> bytes:
         """A cframe of the selection (whole datasets are re-framed without recompression)."""
-        m = self.manifest(root, rel)
-        if m.kind == lazydata.KIND:
-            return self._fetch_lazy(m, params, may_read)
-        if m.kind == "ndarray":
-            return self._fetch_ndarray(m, params, stats)
-        if params.field or params.filter or params.indices:
-            raise BadRequest(f"field, filter and indices apply to n-d arrays; {rel} is a {m.kind}")
-        return self._fetch_schunk(m, params.slice_, stats)
+        with self._as_user(loc, who):
+            m = self.manifest(loc)
+            if m.kind == Kind.LAZY:
+                return self._fetch_lazy(m, params, self._may_read(who))
+            if m.kind == Kind.NDARRAY:
+                return self._fetch_ndarray(m, params, stats)
+            if params.field or params.filter or params.indices:
+                raise BadRequest(f"field, filter and indices apply to n-d arrays; {loc.rel} is a {m.kind}")
+            return self._fetch_schunk(m, params.slice_, stats)
 
     def _fetch_lazy(self, m: Manifest, params: FetchParams, may_read: MayRead) -> bytes:
         if params.field or params.filter:
@@ -263,25 +325,30 @@ class ReadService:
         return body
 
     def download(
-        self, root: str, rel: str, *, blosc2_encoding: bool, stats: CacheStats, may_read: MayRead = everyone
+        self, loc: Location, *, blosc2_encoding: bool, stats: CacheStats, who: Principal
     ) -> Download:
         """The dataset as a file: frames as frames, plain files decompressed (or as cframe)."""
-        m = self.manifest(root, rel)
+        with self._as_user(loc, who):
+            m = self.manifest(loc)
+            name = posixpath.basename(loc.rel)
+            if m.kind == Kind.LAZY:  # the computed result, as a frame
+                body = self._fetch_lazy(m, FetchParams(), self._may_read(who))
+                return Download(body, "application/octet-stream", name)
+            return self._download_stored(m, name, blosc2_encoding, stats)
+
+    def _download_stored(self, m: Manifest, name: str, blosc2_encoding: bool, stats: CacheStats) -> Download:
         geo = m.geometry
-        name = posixpath.basename(rel)
-        if m.kind == lazydata.KIND:  # the computed result, as a frame
-            return Download(self._fetch_lazy(m, FetchParams(), may_read), "application/octet-stream", name)
         hint = "use catclient (it reads big datasets straight from S3) or read chunk-wise via /api/chunk"
-        if m.kind == "file" and not blosc2_encoding:
+        if m.kind == Kind.FILE and not blosc2_encoding:
             self._check_size(geo.nbytes, name, hint)
         else:
             self._check_size(m.content.cbytes, name, hint)
         chunks = self.region.chunks(m, range(len(m.refs)), stats)
-        if m.kind == "ndarray":
+        if m.kind == Kind.NDARRAY:
             body = wire.assemble_ndarray(geo, chunks).to_cframe()
             return Download(body, "application/octet-stream", name)
         schunk = wire.assemble_schunk(geo, [chunks[i] for i in range(len(m.refs))])
-        if m.kind == "schunk":
+        if m.kind == Kind.SCHUNK:
             return Download(schunk.to_cframe(), "application/octet-stream", name)
         if blosc2_encoding:
             return Download(schunk.to_cframe(), "application/octet-stream", name, content_encoding="blosc2")
@@ -290,24 +357,37 @@ class ReadService:
 
     # ------------------------------------------------------------------ plans
 
-    def plan(self, root: str, rel: str, slice_: str | None, stats: CacheStats) -> dict:
+    def plan(self, loc: Location, slice_: str | None, stats: CacheStats, who: Principal) -> dict:
         """A read plan: the chunks a slice needs, as presigned URLs (or inline bytes)."""
-        m = self.manifest(root, rel)
-        geo = m.geometry
-        if m.kind == lazydata.KIND:
-            raise BadRequest(f"{m.path} is computed on read and has no stored chunks: use /api/fetch")
-        try:
-            if m.kind == "ndarray":
-                key = wire.parse_slice(slice_, len(geo.shape))
-                touched = wire.touched_chunks(geo.shape, geo.chunks, key)
-            else:
-                key = wire.parse_slice(slice_, 1)
-                touched = wire.schunk_touched_chunks(
-                    wire.schunk_item_range(key, geo.nitems), geo.items_per_chunk
-                )
-        except wire.SliceError as exc:
-            raise BadRequest(str(exc)) from None
-        self.region.ensure_cached(m, touched, stats)
+        with self._as_user(loc, who):
+            m = self.manifest(loc)
+            geo = m.geometry
+            if m.kind == Kind.LAZY:
+                raise BadRequest(f"{loc.path} is computed on read and has no stored chunks: use /api/fetch")
+            try:
+                if m.kind == Kind.NDARRAY:
+                    key = wire.parse_slice(slice_, len(geo.shape))
+                    touched = wire.touched_chunks(geo.shape, geo.chunks, key)
+                else:
+                    key = wire.parse_slice(slice_, 1)
+                    touched = wire.schunk_touched_chunks(
+                        wire.schunk_item_range(key, geo.nitems), geo.items_per_chunk
+                    )
+            except wire.SliceError as exc:
+                raise BadRequest(str(exc)) from None
+            self.region.ensure_cached(m, touched, stats)
+        return {
+            "path": loc.path,
+            "version": m.version,
+            "mtime": m.mtime,
+            **m.content.geometry,
+            "vlmeta": m.content.vlmeta,
+            "slice_": wire.format_slice(key),
+            "expires_in": self.presign_ttl,
+            "chunk_refs": self._plan_refs(m, touched),
+        }
+
+    def _plan_refs(self, m: Manifest, touched: list[int]) -> list[dict]:
         refs = []
         for i in touched:
             ref = m.refs[i]
@@ -316,16 +396,7 @@ class ReadService:
             else:
                 url = self.region.presign(ref.digest, self.presign_ttl)
                 refs.append({"nchunk": i, "hash": ref.digest, "size": ref.size, "url": url})
-        return {
-            "path": f"{root}/{rel}",
-            "version": m.version,
-            "mtime": m.mtime,
-            **m.content.geometry,
-            "vlmeta": m.content.vlmeta,
-            "slice_": wire.format_slice(key),
-            "expires_in": self.presign_ttl,
-            "chunk_refs": refs,
-        }
+        return refs
 
 
 # ---------------------------------------------------------------------- helpers
@@ -362,7 +433,7 @@ def _info_json(m: Manifest) -> dict:
         "nchunks": geo.nchunks,
         "mtime": None,
     }
-    if m.kind == lazydata.KIND:
+    if m.kind == Kind.LAZY:
         g = m.content.geometry
         return {
             "shape": list(geo.shape),
@@ -377,7 +448,7 @@ def _info_json(m: Manifest) -> dict:
             "version": m.version,
             "accept_ranges": "none",
         }
-    if m.kind == "ndarray":
+    if m.kind == Kind.NDARRAY:
         return {
             "shape": list(geo.shape),
             "chunks": list(geo.chunks),

@@ -1,4 +1,4 @@
-"""The regional read path (DESIGN.md §4): heads, manifests and chunks through a cache bucket.
+"""The regional read path (docs/ARCHITECTURE.md, "Read path"): heads, manifests, chunks via a cache bucket.
 
 Chunks are immutable and content-addressed, so a cached chunk is valid forever;
 only heads, catalogs and the roots index can go stale.  Their cache-bucket
@@ -19,22 +19,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from functions.engine import layout
+from functions.engine.errors import (
+    CorruptChunk,
+    DatasetNotFound,
+    NotFound,
+    OriginUnavailable,
+    StoreUnavailable,
+)
 from functions.engine.model import Catalog, ChangeEvent, Head, Manifest, dumps
-from functions.storage.ports import BlobStore, NotFound, StoreUnavailable
+from functions.engine.ports import BlobStore
 
 log = logging.getLogger(__name__)
-
-
-class DatasetNotFound(LookupError):
-    """No such root or dataset (or it was deleted)."""
-
-
-class OriginUnavailable(RuntimeError):
-    """The origin could not be reached and nothing cached can answer."""
-
-
-class CorruptChunk(RuntimeError):
-    """A chunk's bytes do not match its content address."""
 
 
 @dataclass
@@ -111,6 +106,11 @@ class KnownSet:
             self._items.move_to_end(key)
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)
+
+
+def _version(value) -> int:
+    """The ``version`` of a head or catalog JSON value (0 for none)."""
+    return int(value.get("version", 0)) if isinstance(value, dict) else 0
 
 
 class Region:
@@ -215,10 +215,27 @@ class Region:
             value = self._origin_json(key)
         except OriginUnavailable:
             if copy is not None:
-                return copy["value"]  # stale but served: the origin is down (DESIGN.md §4)
+                return copy["value"]  # stale but served: the origin is down
             raise
         self._write_copy(key, value)
         return value
+
+    def learn(self, key: str, value) -> None:
+        """Take *value* as the current JSON at *key* (what a local write just committed).
+
+        The memo and the cache-bucket copy are replaced without asking the origin:
+        the caller wrote it there a moment ago with a conditional PUT.  A value
+        older than what this process already holds (a racing writer's newer
+        version arrived first) is ignored.
+        """
+        with self._memo_lock:
+            held = self._memo.get(key)
+        if held is not None and _version(held[1]) > _version(value):
+            return
+        if self.cache is not None:
+            self._write_copy(key, value)
+        with self._memo_lock:
+            self._memo[key] = (time.monotonic(), value)
 
     def forget(self, key: str) -> None:
         """Drop the in-process memo of *key* (after an event or a local write)."""

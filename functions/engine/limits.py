@@ -15,13 +15,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
-
-class TooManyAttempts(Exception):
-    """Too many failed logins recently; ``retry_after`` says how many seconds to wait."""
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+from functions.engine.errors import TooManyAttempts
 
 
 class LoginLimiter:

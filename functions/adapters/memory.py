@@ -1,4 +1,4 @@
-"""An in-memory :class:`~functions.storage.ports.BlobStore` for tests and tools."""
+"""An in-memory :class:`~functions.engine.ports.BlobStore` for tests and tools."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import hashlib
 import threading
 from collections.abc import Iterator
 
-from functions.storage.ports import Blob, NotFound, PreconditionFailed
+from functions.engine.errors import NotFound, PreconditionFailed
+from functions.engine.ports import Blob
 
 
 class MemoryStore:

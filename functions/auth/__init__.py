@@ -1,1 +1,0 @@
-"""Users: the authentication port, its Cognito adapter, and login flood protection."""
