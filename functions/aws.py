@@ -16,20 +16,52 @@ from functions.engine.region import Region
 from functions.services import Services
 from functions.settings import Settings
 
-# Parallel chunk GETs share one client: its pool must be at least as large as the
-# read path's thread pool or requests queue for connections.
-_S3_CONFIG = Config(
-    max_pool_connections=64,
-    retries={"max_attempts": 3, "mode": "standard"},
-    connect_timeout=3,
-    read_timeout=20,
-    s3={"addressing_style": "path"},
-)
+
+def s3_config(endpoint_url: str | None) -> Config:
+    """How every S3 client of the functions talks to S3.
+
+    SigV4 always: botocore presigns with SigV2 unless told otherwise, and S3
+    refuses SigV2 on buckets created after June 2020, so read plans and
+    presigned uploads would fail on AWS while moto accepts them.  Virtual-hosted
+    addressing on AWS (path style is deprecated there); path style for an
+    emulator endpoint (moto, LocalStack), whose bucket names do not resolve as
+    host names.
+    """
+    return Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if endpoint_url else "virtual"},
+        # Parallel chunk GETs share one client: its pool must be at least as large
+        # as the read path's thread pool or requests queue for connections.
+        max_pool_connections=64,
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=3,
+        read_timeout=20,
+    )
 
 
-def s3_client(settings: Settings):
-    """A boto3 S3 client (honours ``AWS_ENDPOINT_URL`` through ``settings.endpoint_url``)."""
-    return boto3.client("s3", endpoint_url=settings.endpoint_url, config=_S3_CONFIG)
+def region_of_arn(arn: str) -> str | None:
+    """The region field of an ARN (``arn:aws:sns:us-east-1:123:topic`` → ``us-east-1``), or None."""
+    parts = arn.split(":")
+    if len(parts) < 6 or parts[0] != "arn":
+        return None
+    return parts[3] or None
+
+
+def s3_client(settings: Settings, region: str | None = None):
+    """A boto3 S3 client (honours ``AWS_ENDPOINT_URL`` through ``settings.endpoint_url``).
+
+    *region* is the buckets' region when it is not the function's own: SigV4
+    signatures name the region, and a URL signed for another one is refused.
+    """
+    return boto3.client(
+        "s3", endpoint_url=settings.endpoint_url, region_name=region, config=s3_config(settings.endpoint_url)
+    )
+
+
+def sns_client(settings: Settings):
+    """An SNS client in the topic's region (a subscriber stack's topic lives in the origin's region)."""
+    region = region_of_arn(settings.topic_arn)
+    return boto3.client("sns", endpoint_url=settings.endpoint_url, region_name=region)
 
 
 def cognito_client(settings: Settings):
@@ -61,11 +93,15 @@ def build_authenticator(settings: Settings):
 def build_services(settings: Settings, *, events: EventSink | None = None) -> Services:
     """Wire adapters and domain objects from *settings*."""
     s3 = s3_client(settings)
-    origin = S3Store(s3, settings.origin_bucket)
+    # A subscriber stack reads the origin bucket in the origin's region (the topic's)
+    origin_region = region_of_arn(settings.topic_arn)
+    own_region = s3.meta.region_name
+    origin_s3 = s3 if origin_region in (None, own_region) else s3_client(settings, origin_region)
+    origin = S3Store(origin_s3, settings.origin_bucket)
     cache = S3Store(s3, settings.cache_bucket) if settings.cache_bucket else None
     sns = None
     if events is None and settings.topic_arn:
-        sns = boto3.client("sns", endpoint_url=settings.endpoint_url)
+        sns = sns_client(settings)
         events = SnsSink(sns, settings.topic_arn)
     region = Region(
         origin,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from catclient import wire
+from functions.adapters.memory import MemoryStore
 from functions.adapters.s3 import S3Store
 from functions.adapters.sns import SnsSink
 from functions.engine import layout
@@ -225,3 +226,43 @@ def test_plain_file_and_frame(env, tmp_path):
     m = Region(store).dataset("r", "notes.txt")
     assert m.kind == "file" and m.geometry.nbytes == 3_000_000 and len(m.refs) == 3
     assert Path(tmp_path / "notes.txt").exists()
+
+
+class _CountingDrop(MemoryStore):
+    """An ingest bucket that counts whole-object reads."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.gets = 0
+        self.streamed = 0
+
+    def get(self, key):
+        self.gets += 1
+        return super().get(key)
+
+    def fetch_to(self, key, path):
+        self.streamed += 1
+        return super().fetch_to(key, path)
+
+
+def test_ingest_checks_size_before_reading_and_streams_big_drops(monkeypatch):
+    from functions.engine import ingest
+
+    origin, drop = MemoryStore("origin"), _CountingDrop("drop")
+    publisher = Publisher(origin)
+    values = np.arange(200_000, dtype=np.int64)
+    drop.put("big/a.b2nd", blosc2.asarray(values, chunks=(50_000,)).to_cframe())
+    drop.put("big/notes.txt", b"hello " * 50_000)
+    monkeypatch.setattr(ingest, "MAX_INGEST_BYTES", 1000)
+    outcome = ingest.ingest_object(publisher, drop, "big/a.b2nd")
+    assert not outcome.ok and "over the ingest limit" in outcome.error and drop.gets == 0
+    monkeypatch.setattr(ingest, "MAX_INGEST_BYTES", 1 << 30)
+    monkeypatch.setattr(ingest, "IN_MEMORY_BYTES", 1000)  # both drops are "big" now
+    for key in ("big/a.b2nd", "big/notes.txt"):
+        assert ingest.ingest_object(publisher, drop, key).ok
+    assert drop.gets == 0 and drop.streamed == 2
+    region = Region(origin)
+    got = region.chunks(region.dataset("big", "a.b2nd"), range(4), CacheStats())
+    assert len(got) == 4
+    manifest = region.dataset("big", "notes.txt")
+    assert manifest.geometry.nbytes == len(b"hello " * 50_000)

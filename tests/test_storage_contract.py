@@ -108,3 +108,16 @@ def test_unreachable_s3_is_store_unavailable():
     )
     with pytest.raises(StoreUnavailable):
         S3Store(client, "x").get("k")
+
+
+def test_size_without_reading_and_fetch_to_a_file(store, tmp_path):
+    data = bytes(range(256)) * 40_000  # 10 MB: several parts of a streamed S3 download
+    store.put("big/object", data)
+    assert store.size("big/object") == len(data)
+    target = tmp_path / "copy.bin"
+    assert store.fetch_to("big/object", str(target)) == len(data)
+    assert target.read_bytes() == data
+    with pytest.raises(NotFound):
+        store.size("big/missing")
+    with pytest.raises(NotFound):
+        store.fetch_to("big/missing", str(tmp_path / "none.bin"))

@@ -51,6 +51,22 @@ class MemoryStore:
         with self._lock:
             return key in self._objects
 
+    def _data(self, key: str) -> bytes:
+        with self._lock:
+            try:
+                return self._objects[key][0]
+            except KeyError:
+                raise NotFound(f"{self.name}/{key}") from None
+
+    def size(self, key: str) -> int:
+        return len(self._data(key))
+
+    def fetch_to(self, key: str, path: str) -> int:
+        data = self._data(key)
+        with open(path, "wb") as out:
+            out.write(data)
+        return len(data)
+
     def delete(self, key: str) -> None:
         with self._lock:
             self._objects.pop(key, None)

@@ -5,6 +5,7 @@ The only module that calls boto3's S3 API on the server side.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -77,6 +78,21 @@ class S3Store:
             return False
         return True
 
+    def size(self, key: str) -> int:
+        return int(self._call("head_object", key)["ContentLength"])
+
+    def fetch_to(self, key: str, path: str) -> int:
+        # download_file streams in parts (8 MB, several in parallel): memory stays bounded
+        try:
+            self._s3.download_file(self.name, key, path)
+        except ClientError as err:
+            if _code(err) in _NOT_FOUND:
+                raise NotFound(f"s3://{self.name}/{key}") from None
+            raise StoreUnavailable(f"s3://{self.name}/{key}: {_code(err)}") from err
+        except (BotoConnectionError, BotoCoreError) as err:
+            raise StoreUnavailable(f"s3://{self.name}/{key} unreachable: {err}") from err
+        return os.path.getsize(path)
+
     def delete(self, key: str) -> None:
         self._call("delete_object", key)
 
@@ -120,7 +136,7 @@ class S3Staging:
 
     def size(self, key: str) -> int:
         """Bytes of a staged object (``NotFound`` if absent; errors mapped like every store call)."""
-        return int(self._store._call("head_object", key)["ContentLength"])
+        return self._store.size(key)
 
     def read(self, key: str) -> bytes:
         """A staged object's bytes."""

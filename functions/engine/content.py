@@ -140,13 +140,26 @@ def _require_ndarray(obj, name: str):
     return obj
 
 
+def _plain_schunk():
+    cparams = blosc2.CParams(typesize=1, codec=blosc2.Codec.ZSTD, clevel=5)
+    return blosc2.SChunk(chunksize=FILE_CHUNKSIZE, cparams=cparams)
+
+
 def load_plain(data: bytes) -> Loaded:
     """A plain file as a compressed SChunk of bytes (typesize 1)."""
-    cparams = blosc2.CParams(typesize=1, codec=blosc2.Codec.ZSTD, clevel=5)
-    schunk = blosc2.SChunk(chunksize=FILE_CHUNKSIZE, cparams=cparams)
+    schunk = _plain_schunk()
     view = memoryview(data)
     for start in range(0, len(data), FILE_CHUNKSIZE):
         schunk.append_data(view[start : start + FILE_CHUNKSIZE])
+    return load_object(schunk, kind=Kind.FILE)
+
+
+def load_plain_file(path: Path) -> Loaded:
+    """:func:`load_plain` of a local file, read one chunk at a time (never whole in memory)."""
+    schunk = _plain_schunk()
+    with open(path, "rb") as src:
+        while piece := src.read(FILE_CHUNKSIZE):
+            schunk.append_data(piece)
     return load_object(schunk, kind=Kind.FILE)
 
 
@@ -175,7 +188,7 @@ def load_path(path: Path) -> Loaded:
         except Exception as exc:  # noqa: BLE001 - see load_frame
             raise NotBlosc2(f"{path.name} is not a valid Blosc2 file: {exc}") from None
         return load_object(_require_ndarray(obj, path.name))
-    return load_plain(path.read_bytes())
+    return load_plain_file(path)
 
 
 #: Geometry fields that must match for a stored chunk to stand in for a new one

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 
-from functions.engine.content import load_bytes
+from functions.engine.content import Loaded, load_bytes, load_path
 from functions.engine.errors import BadRequest
 from functions.engine.paths import split_path
 from functions.engine.ports import BlobStore, NotFound
 from functions.engine.publish import Publisher, PublishResult
 from functions.engine.writes import STAGING_PREFIX
 
-#: Largest object ingested in one invocation (bytes); Lambda memory bounds it.
+#: Largest object ingested in one invocation (bytes): the ingest function's ephemeral
+#: storage (/tmp, 10 GB at most, 4 GB in the template) holds it while it is published.
 MAX_INGEST_BYTES = 2 << 30
+#: Objects up to this size are read into memory; larger ones stream through a temporary
+#: file, so a big drop never needs its size in memory twice (bytes + chunks).
+IN_MEMORY_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -44,12 +51,22 @@ def ingest_object(publisher: Publisher, drop: BlobStore, raw_key: str) -> Ingest
         return IngestOutcome(key, False, skipped=True)
     try:
         root, rel = split_path(key, allow_root_only=False)
-        data = drop.get(key).data
-        if len(data) > MAX_INGEST_BYTES:
-            raise BadRequest(f"{key} is larger than {MAX_INGEST_BYTES} bytes")
-        loaded = load_bytes(rel, data)
-        return IngestOutcome(key, True, publisher.publish(root, rel, loaded))
+        size = drop.size(key)  # checked before a byte is read
+        if size > MAX_INGEST_BYTES:
+            raise BadRequest(f"{key} is {size} bytes, over the ingest limit of {MAX_INGEST_BYTES} bytes")
+        return IngestOutcome(key, True, publisher.publish(root, rel, _load(drop, key, rel, size)))
     except BadRequest as exc:  # NotBlosc2 included
         return IngestOutcome(key, False, error=str(exc))
     except NotFound:
         return IngestOutcome(key, False, error=f"{key} is no longer in the ingest bucket")
+
+
+def _load(drop: BlobStore, key: str, rel: str, size: int) -> Loaded:
+    """The dropped object's content: read into memory when small, streamed through /tmp when not."""
+    if size <= IN_MEMORY_BYTES:
+        return load_bytes(rel, drop.get(key).data)
+    suffix = os.path.splitext(rel)[1]
+    with tempfile.TemporaryDirectory(prefix="ingest-") as tmp:
+        local = Path(tmp) / f"drop{suffix}"
+        drop.fetch_to(key, str(local))
+        return load_path(local)

@@ -72,6 +72,14 @@ class BlobStore(Protocol):
         """Whether *key* exists."""
         ...
 
+    def size(self, key: str) -> int:
+        """Bytes of the object at *key*, without reading it; raise :class:`NotFound`."""
+        ...
+
+    def fetch_to(self, key: str, path: str) -> int:
+        """Write the object's bytes to the local file *path* (streamed, never whole in memory); its size."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove *key* (no error if absent)."""
         ...

@@ -92,6 +92,8 @@ class Publisher:
         self.store = store
         #: None = no topic configured: versions are committed but not announced
         self.events = events
+        #: Change events that could not be emitted (committed anyway; handlers report it as a metric)
+        self.event_failures = 0
         self._pool = executor or ThreadPoolExecutor(max_workers=16, thread_name_prefix="publish")
         self._clock = clock
 
@@ -276,7 +278,14 @@ class Publisher:
         try:
             self.events.emit(event)
         except Exception:  # noqa: BLE001 - the version is committed; TTL revalidation heals a lost event
-            log.exception("could not emit change event for %s/%s v%d", head.root, head.path, head.version)
+            self.event_failures += 1
+            log.exception(
+                "could not emit change event for %s/%s v%d: committed; other regions see it within their "
+                "head TTL",
+                head.root,
+                head.path,
+                head.version,
+            )
         return written
 
     # ------------------------------------------------------------------ catalog

@@ -14,9 +14,11 @@ from __future__ import annotations
 import math
 import mimetypes
 import posixpath
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import blosc2
 import numpy as np
@@ -32,6 +34,8 @@ from functions.engine.spaces import PERSONAL, PUBLIC, SHARED, Location, Principa
 #: Largest selection assembled in memory for one fetch (bytes, uncompressed).  A
 #: Lambda has at most 10 GB; beyond this the answer could not be sent anyway.
 MAX_SELECTION_BYTES = 1 << 30
+#: Longest lifetime given to presigned URLs, seconds (see ``ReadService.__init__``)
+MAX_PRESIGN_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,9 @@ class ReadService:
     ) -> None:
         self.region = region
         self.response_limit = response_limit
-        self.presign_ttl = presign_ttl
+        # A URL signed with a role's temporary credentials dies with them whatever its
+        # X-Amz-Expires says; an hour stays well inside a Lambda role session
+        self.presign_ttl = min(presign_ttl, MAX_PRESIGN_SECONDS)
         self.lazy = lazy
 
     # ------------------------------------------------------------------ as the caller
@@ -384,6 +390,7 @@ class ReadService:
             "vlmeta": m.content.vlmeta,
             "slice_": wire.format_slice(key),
             "expires_in": self.presign_ttl,
+            "expires_at": _expiry(self.presign_ttl),
             "chunk_refs": self._plan_refs(m, touched),
         }
 
@@ -400,6 +407,11 @@ class ReadService:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _expiry(seconds: int) -> str:
+    """When URLs signed now for *seconds* stop working (ISO-8601 UTC)."""
+    return datetime.fromtimestamp(time.time() + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _apply_filter(result: np.ndarray, text: str) -> np.ndarray:

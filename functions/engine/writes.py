@@ -35,6 +35,7 @@ from functions.engine.errors import (
 from functions.engine.model import Content, Kind, Manifest
 from functions.engine.ports import Staging
 from functions.engine.publish import Publisher, PublishResult
+from functions.engine.reads import MAX_PRESIGN_SECONDS
 from functions.engine.region import CacheStats, Region
 from functions.engine.spaces import Location
 
@@ -128,7 +129,8 @@ class WriteService:
         self.max_upload_bytes = max_upload_bytes
         self.user_quota_bytes = user_quota_bytes
         self.staging = staging
-        self.presign_ttl = presign_ttl
+        # Signed by the function's temporary role credentials: see reads.MAX_PRESIGN_SECONDS
+        self.presign_ttl = min(presign_ttl, MAX_PRESIGN_SECONDS)
 
     # ------------------------------------------------------------------ helpers
 

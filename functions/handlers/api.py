@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.handlers.common import logger, metrics, services, tracer
+from functions.handlers.common import in_lambda_init, logger, metrics, report_event_failures, services, tracer
 
 _handler = None
 
@@ -26,8 +26,10 @@ def handler(event, context):
     global _handler
     if _handler is None:
         _handler = make_handler(services())
+    failures = services().publisher.event_failures
     response = _handler(event, context)
     record_cache_metrics(response.get("headers") or {})
+    report_event_failures(failures)
     return response
 
 
@@ -40,3 +42,8 @@ def record_cache_metrics(headers: dict) -> None:
     metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=int(figures.get("hits", 0)))
     metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=int(figures.get("misses", 0)))
     metrics.add_metric(name="OriginBytes", unit=MetricUnit.Bytes, value=int(figures.get("origin-bytes", 0)))
+
+
+if in_lambda_init():
+    # Lambda's init phase: clients, settings and the app are built before the first request
+    _handler = make_handler(services())

@@ -42,6 +42,25 @@ metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
 _services = None
 
 
+def in_lambda_init() -> bool:
+    """Whether this import is a Lambda init phase with a configuration to build from.
+
+    Building clients and the app at import time runs them in Lambda's init phase
+    (not billed to the first request's latency in the same way, and snapshotted
+    by SnapStart); off Lambda (tests, the local stack) nothing is built on import.
+    """
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("CAT_ORIGIN_BUCKET"))
+
+
+def report_event_failures(before: int) -> None:
+    """Emit ``EventPublishFailures`` when a write of this invocation could not announce its version."""
+    failed = services().publisher.event_failures - before
+    if failed > 0:
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        metrics.add_metric(name="EventPublishFailures", unit=MetricUnit.Count, value=failed)
+
+
 def services():
     """The container's services, built from the environment on first use (the cold start)."""
     global _services

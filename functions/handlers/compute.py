@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functions.engine.compute import handle, jsonable
-from functions.handlers.common import logger, metrics, services, tracer
+from functions.handlers.common import in_lambda_init, logger, metrics, services, tracer
 
 
 def process(region, event: dict) -> dict:
@@ -26,3 +26,7 @@ def process(region, event: dict) -> dict:
 def handler(event, context):
     """Lambda entry point (invoked by the API function with ``lambda:InvokeFunction``)."""
     return process(services().region, event)
+
+
+if in_lambda_init():
+    services()  # Lambda's init phase: settings and clients built before the first event

@@ -8,7 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 
 from functions.engine.ingest import ingest_object
-from functions.handlers.common import logger, metrics, services, tracer
+from functions.handlers.common import in_lambda_init, logger, metrics, services, tracer
 
 
 def object_keys(event: dict, bucket: str) -> tuple[list[str], list[str]]:
@@ -66,3 +66,7 @@ def handler(event, context):
     if built.drop is None:
         raise RuntimeError("CAT_INGEST_BUCKET is not set: which bucket does this function ingest from?")
     return process(built.publisher, built.drop, event)
+
+
+if in_lambda_init():
+    services()  # Lambda's init phase: settings and clients built before the first event

@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, SQSEvent
 
 from functions.engine.sync import apply_messages
-from functions.handlers.common import logger, metrics, services, tracer
+from functions.handlers.common import in_lambda_init, logger, metrics, services, tracer
 
 
 def message_bodies(event: dict) -> list[str]:
@@ -41,3 +41,7 @@ def process(region, event: dict) -> dict:
 def handler(event, context):
     """Lambda entry point."""
     return process(services().region, event)
+
+
+if in_lambda_init():
+    services()  # Lambda's init phase: settings and clients built before the first event
