@@ -41,19 +41,8 @@ from catclient.errors import (
     Unauthorized,
 )
 
-__all__ = [
-    "COMMANDS",
-    "build_parser",
-    "config_dir",
-    "credentials_path",
-    "exit_code",
-    "human_size",
-    "load_credentials",
-    "main",
-    "save_credentials",
-    "split_path_slice",
-    "stored_token",
-]
+__all__ = ["COMMANDS", "build_parser", "config_dir", "credentials_path", "exit_code", "human_size",
+           "load_credentials", "main", "save_credentials", "split_path_slice", "stored_token"]
 
 PROG = "catclient"
 
