@@ -3,29 +3,33 @@
 Exit codes: 0 ok, 1 usage error or bad request, 2 not found, 3 unauthorized,
 4 server or network error.  Errors are one line on stderr
 (``catclient: error: ...``); ``--json`` makes every command print one JSON
-document on stdout for scripts.
+document on stdout for scripts.  What commands print is formatted by
+:mod:`catclient.cli_output`; ``login`` keeps tokens with :mod:`catclient.credentials`.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import getpass
-import json
 import logging
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import blosc2
-import numpy as np
-
 from catclient import __version__
+from catclient.cli_output import emit, human_size, info_text, show_text
 from catclient.client import DEFAULT_URL, Client
+from catclient.credentials import (
+    CredentialsError,
+    config_dir,
+    credentials_path,
+    load_credentials,
+    save_credentials,
+    stored_token,
+)
 from catclient.errors import (
     BadRequest,
     CatClientError,
@@ -36,6 +40,9 @@ from catclient.errors import (
     TooLarge,
     Unauthorized,
 )
+
+__all__ = ["COMMANDS", "build_parser", "config_dir", "credentials_path", "exit_code", "human_size",
+           "load_credentials", "main", "save_credentials", "split_path_slice", "stored_token"]
 
 PROG = "catclient"
 
@@ -74,177 +81,6 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
-# --------------------------------------------------------------------------- formatting
-
-
-def human_size(n: int | float | None) -> str:
-    """``1234567`` -> ``"1.2 MB"`` (decimal units, as the server reports them)."""
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"  # pragma: no cover - the loop always returns
-
-
-def _jsonable(value):
-    """JSON-friendly form of what ``fetch`` returns (numpy scalars, bytes, complex)."""
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, complex):
-        return [value.real, value.imag]
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return {"base64": base64.b64encode(value).decode("ascii")}
-    return value
-
-
-def _emit(args, data, text: str | Callable[[], str]) -> None:
-    """Print *data* as JSON with ``--json``, else *text*."""
-    if args.json:
-        print(json.dumps(_jsonable(data)))
-    else:
-        print(text() if callable(text) else text)
-
-
-def _codec_name(n) -> str:
-    try:
-        return blosc2.Codec(n).name
-    except ValueError:
-        return str(n)
-
-
-def _filters_text(filters) -> str:
-    names = []
-    for f in filters or []:
-        if f:
-            try:
-                names.append(blosc2.Filter(f).name)
-            except ValueError:
-                names.append(str(f))
-    return ", ".join(names) or "none"
-
-
-def _info_text(path: str, meta: dict) -> str:
-    lines = [f"path    : {path}"]
-    if meta.get("kind") == "group":
-        lines += [
-            "kind    : directory",
-            f"nfiles  : {meta.get('nfiles')}",
-            f"size    : {human_size(meta.get('size'))}",
-            f"mtime   : {meta.get('mtime')}",
-        ]
-        return "\n".join(lines)
-    sc = meta.get("schunk", meta)
-    if "shape" in meta:
-        kind = "lazy expression" if "expression" in meta else "n-d array"
-        lines += [
-            f"kind    : {kind}",
-            f"shape   : {tuple(meta['shape'])}",
-            f"dtype   : {meta.get('dtype')}",
-        ]
-        if "chunks" in meta:
-            lines += [f"chunks  : {tuple(meta['chunks'])}", f"blocks  : {tuple(meta['blocks'])}"]
-        if "expression" in meta:
-            lines += [f"expr    : {meta['expression']}", f"operands: {meta.get('operands')}"]
-    else:
-        kind = "Blosc2 frame" if path.endswith(".b2frame") else "file"
-        lines += [
-            f"kind    : {kind}",
-            f"chunksize: {human_size(sc.get('chunksize'))}",
-            f"typesize: {sc.get('cparams', {}).get('typesize')}",
-        ]
-    nbytes, cbytes = sc.get("nbytes"), sc.get("cbytes")
-    if nbytes is not None:
-        lines.append(f"nbytes  : {human_size(nbytes)}")
-    if cbytes is not None:
-        lines.append(f"cbytes  : {human_size(cbytes)}")
-        ratio = f"{nbytes / cbytes:.2f}x" if nbytes and cbytes else "n/a"
-        lines.append(f"ratio   : {ratio}")
-    if "nchunks" in sc:
-        lines.append(f"nchunks : {sc['nchunks']}")
-    cp = sc.get("cparams")
-    if cp:
-        lines.append(
-            f"cparams : codec {_codec_name(cp.get('codec'))}, clevel {cp.get('clevel')}, "
-            f"filters [{_filters_text(cp.get('filters'))}]"
-        )
-    if sc.get("vlmeta"):
-        lines.append(f"vlmeta  : {json.dumps(sc['vlmeta'])}")
-    lines.append(f"mtime   : {meta.get('mtime')}")
-    return "\n".join(lines)
-
-
-def _show_text(data) -> str:
-    if isinstance(data, bytes):
-        try:
-            return data.decode()
-        except UnicodeDecodeError:
-            return f"<{human_size(len(data))} of binary data; use 'catclient download' to save it>"
-    return str(data)
-
-
-# --------------------------------------------------------------------------- credentials
-
-
-def config_dir() -> Path:
-    """Where ``login`` keeps credentials: ``$CATCLIENT_CONFIG_DIR`` or ``~/.config/catclient``."""
-    if os.environ.get("CATCLIENT_CONFIG_DIR"):
-        return Path(os.environ["CATCLIENT_CONFIG_DIR"]).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(base) / "catclient"
-
-
-def credentials_path() -> Path:
-    """The credentials file (JSON, mode 0600)."""
-    return config_dir() / "credentials.json"
-
-
-def load_credentials() -> dict:
-    """``{"servers": {url: {"token", "username", "saved"}}}`` (empty when there is no file)."""
-    path = credentials_path()
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {"servers": {}}
-    except (OSError, ValueError) as exc:
-        raise _UsageError(f"cannot read {path}: {exc}") from None
-    data.setdefault("servers", {})
-    return data
-
-
-def save_credentials(data: dict) -> Path:
-    """Write the credentials file atomically, readable by its owner only."""
-    path = credentials_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".credentials-")
-    try:
-        os.fchmod(fd, 0o600)  # before any secret is written
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def stored_token(url: str) -> str | None:
-    """The token ``login`` saved for *url*, if any."""
-    entry = load_credentials()["servers"].get(url.rstrip("/"))
-    return entry.get("token") if entry else None
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -269,37 +105,37 @@ def cmd_roots(args) -> None:
         return "\n".join(f"{name}  (subscribed)" if info.get("subscribed") else name
                          for name, info in roots.items())
 
-    _emit(args, roots, text)
+    emit(args, roots, text)
 
 
 def cmd_subscribe(args) -> None:
     with _client(args) as client:
         result = client.subscribe(args.root)
-    _emit(args, result, f"subscribed to {result.get('name', args.root)}")
+    emit(args, result, f"subscribed to {result.get('name', args.root)}")
 
 
 def cmd_unsubscribe(args) -> None:
     with _client(args) as client:
         result = client.unsubscribe(args.root)
-    _emit(args, result, f"unsubscribed from {result.get('name', args.root)}")
+    emit(args, result, f"unsubscribed from {result.get('name', args.root)}")
 
 
 def cmd_list(args) -> None:
     with _client(args) as client:
         names = client.get_list(args.path)
-    _emit(args, names, lambda: "\n".join(names))
+    emit(args, names, lambda: "\n".join(names))
 
 
 def cmd_url(args) -> None:
     with _client(args, auth=False) as client:
         url = client.get_download_url(args.path)
-    _emit(args, url, url)
+    emit(args, url, url)
 
 
 def cmd_info(args) -> None:
     with _client(args) as client:
         meta = client.get_info(args.path)
-    _emit(args, meta, lambda: _info_text(args.path.strip("/"), meta))
+    emit(args, meta, lambda: info_text(args.path.strip("/"), meta))
 
 
 _PATH_SLICE = re.compile(r"^(?P<path>.+?)\[(?P<slice>[^\[\]]*)\]$")
@@ -321,7 +157,7 @@ def cmd_show(args) -> None:
         slice_ = args.slice
     with _client(args) as client:
         data = client.get_slice(path, slice_ or None, as_blosc2=False, field=args.field, filter=args.filter)
-    _emit(args, data, lambda: _show_text(data))
+    emit(args, data, lambda: show_text(data))
 
 
 def cmd_download(args) -> None:
@@ -329,7 +165,7 @@ def cmd_download(args) -> None:
     with _client(args) as client:
         dest = client.download(args.path, local)
     size = dest.stat().st_size
-    _emit(args, {"path": args.path.strip("/"), "local": str(dest), "size": size},
+    emit(args, {"path": args.path.strip("/"), "local": str(dest), "size": size},
           f"saved {args.path.strip('/')} to {dest} ({human_size(size)})")
 
 
@@ -345,7 +181,7 @@ def cmd_upload(args) -> None:
     with _client(args) as client:
         obj = client.upload(local, args.remote)
     size = local.stat().st_size
-    _emit(args, {"local": str(local), "path": str(obj.path), "size": size},
+    emit(args, {"local": str(local), "path": str(obj.path), "size": size},
           f"uploaded {local} to {obj.path} ({human_size(size)})")
 
 
@@ -385,28 +221,28 @@ def cmd_publish(args) -> None:
     total = sum(u["size"] for u in uploaded)
     summary = {"root": root, "directory": str(directory), "files": len(uploaded), "bytes": total,
                "uploaded": uploaded}
-    _emit(args, summary,
+    emit(args, summary,
           f"published {len(uploaded)} file(s), {human_size(total)}, from {directory} to {root}")
 
 
 def cmd_rm(args) -> None:
     with _client(args) as client:
         removed = client.remove(args.path)
-    _emit(args, {"removed": str(removed)}, f"removed {removed}")
+    emit(args, {"removed": str(removed)}, f"removed {removed}")
 
 
 def cmd_mv(args) -> None:
     with _client(args) as client:
         obj = client.move(args.src, args.dst)
     src = args.src.strip("/")
-    _emit(args, {"src": src, "path": str(obj.path)}, f"moved {src} to {obj.path}")
+    emit(args, {"src": src, "path": str(obj.path)}, f"moved {src} to {obj.path}")
 
 
 def cmd_cp(args) -> None:
     with _client(args) as client:
         obj = client.copy(args.src, args.dst)
     src = args.src.strip("/")
-    _emit(args, {"src": src, "path": str(obj.path)}, f"copied {src} to {obj.path}")
+    emit(args, {"src": src, "path": str(obj.path)}, f"copied {src} to {obj.path}")
 
 
 def cmd_login(args) -> None:
@@ -427,7 +263,7 @@ def cmd_login(args) -> None:
     data["servers"][url] = {"token": token, "username": username,
                             "saved": datetime.now(UTC).isoformat(timespec="seconds")}
     path = save_credentials(data)
-    _emit(args, {"url": url, "username": username, "credentials": str(path)},
+    emit(args, {"url": url, "username": username, "credentials": str(path)},
           f"logged in to {url} as {username}; token saved in {path}")
 
 
@@ -437,7 +273,7 @@ def cmd_logout(args) -> None:
     had = data["servers"].pop(url, None) is not None
     if had:
         save_credentials(data)
-    _emit(args, {"url": url, "removed": had},
+    emit(args, {"url": url, "removed": had},
           f"forgot the token for {url}" if had else f"no token was stored for {url}")
 
 
@@ -608,7 +444,7 @@ def exit_code(exc: BaseException) -> int:
         return EXIT_NOT_FOUND
     if isinstance(exc, Unauthorized):
         return EXIT_UNAUTHORIZED
-    if isinstance(exc, BadRequest | TooLarge | _UsageError):
+    if isinstance(exc, BadRequest | TooLarge | _UsageError | CredentialsError):
         return EXIT_USAGE
     if isinstance(exc, ServerError | IntegrityError | CatClientError):
         return EXIT_SERVER
@@ -649,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s", stream=sys.stderr)
     try:
         args.func(args)
-    except (CatClientError, _UsageError, FileNotFoundError) as exc:
+    except (CatClientError, _UsageError, CredentialsError, FileNotFoundError) as exc:
         return _fail(exc)
     except OSError as exc:
         return _fail(exc)

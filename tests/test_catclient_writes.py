@@ -1,8 +1,7 @@
 """catclient's write, login and error-mapping code against an in-memory fake of the wire.
 
-Our server's write endpoints come with the users issue; until then these tests
-pin the client side to docs/wire.md with a fake that speaks exactly that
-protocol (httpx.MockTransport, no sockets).  ``test_catclient.py`` runs the
+These tests pin the client side to docs/wire.md with a fake that
+speaks exactly that protocol (httpx.MockTransport, no sockets).  ``test_catclient.py`` runs the
 same calls over real HTTP against the stack and skips while the server lacks them.
 """
 
@@ -73,46 +72,58 @@ class FakeServer:
         self.requests.append(request)
         path = urllib.parse.unquote(request.url.path)
         if request.url.host == "s3.fake":  # presigned PUTs of large uploads
-            assert "authorization" not in request.headers and "cookie" not in request.headers
-            assert "transfer-encoding" not in request.headers  # S3 wants a length
-            body = request.read()
-            assert int(request.headers["content-length"]) == len(body)
-            self.staged[path.rsplit("/", 1)[-1]] = body
-            return httpx.Response(200)
+            return self._s3_put(request, path)
         if path == "/auth/jwt/login":
-            form = urllib.parse.parse_qs(request.content.decode())
-            if form.get("username") == [self.USER] and form.get("password") == [self.PASSWORD]:
-                return httpx.Response(204, headers={
-                    "set-cookie": f"c2subauth={self.TOKEN}; HttpOnly; Path=/; SameSite=lax"})
-            return httpx.Response(400, json={"detail": "LOGIN_BAD_CREDENTIALS"})
+            return self._login(request)
         m = re.match(r"^/api/([\w-]+)/?(.*)$", path)
         if not m:
             return httpx.Response(404, json={"detail": "Not Found"})
         endpoint, rest = m.groups()
+        if endpoint in ("upload", "remove", "move", "copy", "append", "lazyexpr", "upload-url", "upload-commit"):
+            if not self._authorized(request):
+                return httpx.Response(401, json={"detail": "Unauthorized"})
+            return getattr(self, "_" + endpoint.replace("-", "_"))(request, rest)
+        return self._read(request, endpoint, rest)
+
+    def _s3_put(self, request: httpx.Request, path: str) -> httpx.Response:
+        assert "authorization" not in request.headers and "cookie" not in request.headers
+        assert "transfer-encoding" not in request.headers  # S3 wants a length
+        body = request.read()
+        assert int(request.headers["content-length"]) == len(body)
+        self.staged[path.rsplit("/", 1)[-1]] = body
+        return httpx.Response(200)
+
+    def _login(self, request: httpx.Request) -> httpx.Response:
+        form = urllib.parse.parse_qs(request.content.decode())
+        if form.get("username") == [self.USER] and form.get("password") == [self.PASSWORD]:
+            return httpx.Response(204, headers={
+                "set-cookie": f"c2subauth={self.TOKEN}; HttpOnly; Path=/; SameSite=lax"})
+        return httpx.Response(400, json={"detail": "LOGIN_BAD_CREDENTIALS"})
+
+    def _read(self, request: httpx.Request, endpoint: str, rest: str) -> httpx.Response:
         if endpoint == "roots":
             roots = {"@public": {"name": "@public"}}
             if self._authorized(request):
                 roots |= {"@personal": {"name": "@personal"}, "@shared": {"name": "@shared"}}
             return httpx.Response(200, json=roots)
         if endpoint == "info":
-            if rest in self.files:
-                return httpx.Response(200, json=_info(rest, self.files[rest]))
-            if rest in self.lazy:
-                return httpx.Response(200, json=self.lazy[rest])
-            inside = [p for p in self.files if p.startswith(rest.rstrip("/") + "/")]
-            if inside:
-                group = {"kind": "group", "nfiles": len(inside), "size": 0, "mtime": None}
-                return httpx.Response(200, json=group)
-            return httpx.Response(404, json={"detail": f"not found: {rest}"})
+            return self._info(rest)
         if endpoint == "limits" and self.payload_limit is not None:
             return httpx.Response(200, json={"payload_limit": self.payload_limit})
         if endpoint == "fetch" and rest in self.files:
             return httpx.Response(200, content=self.files[rest])
-        if endpoint in ("upload", "remove", "move", "copy", "append", "lazyexpr", "upload-url", "upload-commit"):
-            if not self._authorized(request):
-                return httpx.Response(401, json={"detail": "Unauthorized"})
-            return getattr(self, "_" + endpoint.replace("-", "_"))(request, rest)
         return httpx.Response(404, json={"detail": "Not Found"})
+
+    def _info(self, rest: str) -> httpx.Response:
+        if rest in self.files:
+            return httpx.Response(200, json=_info(rest, self.files[rest]))
+        if rest in self.lazy:
+            return httpx.Response(200, json=self.lazy[rest])
+        inside = [p for p in self.files if p.startswith(rest.rstrip("/") + "/")]
+        if inside:
+            group = {"kind": "group", "nfiles": len(inside), "size": 0, "mtime": None}
+            return httpx.Response(200, json=group)
+        return httpx.Response(404, json={"detail": f"not found: {rest}"})
 
     def _upload(self, request, rest):
         if self.payload_limit is not None and int(request.headers["content-length"]) > self.payload_limit:

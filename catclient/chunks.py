@@ -1,0 +1,164 @@
+"""Chunk transfers of :class:`catclient.Client`: read plans, presigned S3 GETs, the local cache.
+
+A read plan lists the chunks a selection touches as presigned URLs; each chunk
+is checked against its content hash, and the API's ``/api/chunk`` serves any
+chunk S3 would not.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+import httpx
+
+from catclient import wire
+from catclient.cache import chunk_digest
+from catclient.errors import BadRequest, IntegrityError, NotSupported, ServerError
+from catclient.keys import normalize_key, path_str
+from catclient.stats import Progress
+
+log = logging.getLogger("catclient.client")
+
+#: Attempts at one presigned GET before going through the API instead.
+PRESIGNED_ATTEMPTS = 3
+
+
+class Chunks:
+    """Plans and chunks (a mixin of :class:`catclient.Client`)."""
+
+    def _selection(self, path: str, geo: wire.Geometry, key: tuple, fancy: bool,
+                   plan: Mapping | None = None) -> tuple[wire.Selection, dict[int, bytes]]:
+        """*key* planned by :mod:`catclient.wire`, and the bytes of every chunk it touches.
+
+        The chunks come from *plan* if given, else from a plan asked now, else
+        (no plans on this server) through ``/api/chunk``.
+        """
+        try:
+            selection = wire.Selection.of(geo, key)
+            if plan is None and self._plans_allowed():
+                # A fancy key is planned as its bounding box, then indexed locally
+                plan = self.plan(path, selection.box if fancy else key, fancy=False)
+            if plan is None:
+                return selection, selection.gather(lambda touched: self._api_chunks(path, touched))
+            # The plan's geometry is that of the version its chunks belong to
+            selection = wire.Selection.of(wire.Geometry.from_json(plan), key)
+        except wire.SliceError as exc:
+            raise BadRequest(str(exc)) from None
+        refs = plan["chunk_refs"]
+        try:
+            return selection, selection.gather(lambda _touched: self._load_refs(path, refs))
+        except LookupError as exc:
+            raise ServerError(f"the read plan of {path} does not list every chunk needed: {exc}") from None
+
+    def plan(self, path, key=None, *, fancy: bool | None = None) -> dict | None:
+        """The server's read plan for a selection, or None when the server offers none.
+
+        Parameters
+        ----------
+        path : str, PurePosixPath or Dataset
+            The dataset.
+        key : optional
+            The selection (see :meth:`fetch`); fancy keys ask for their bounding box.
+        fancy : bool, optional
+            Whether *key* is already known to be (non-)fancy.
+
+        Returns
+        -------
+        dict or None
+            The plan JSON (geometry plus ``chunk_refs``; see docs/ARCHITECTURE.md).
+
+        """
+        path = path_str(path)
+        if fancy is None:
+            key, fancy = normalize_key(key, None)
+        if fancy:
+            meta = self.get_info(path)
+            try:
+                key = wire.key_plan(key, meta["shape"], meta["chunks"])[0]
+            except wire.SliceError as exc:
+                raise BadRequest(str(exc)) from None
+        try:
+            plan = self._json("GET", "plan", path, params={"slice_": wire.format_slice(key)}, optional=True)
+        except NotSupported:
+            log.info("%s has no read plans; reading through the API", self.urlbase)
+            self._plans_ok = False
+            return None
+        self._plans_ok = True
+        return plan
+
+    def _load_refs(self, path: str, refs: list[Mapping]) -> dict[int, bytes]:
+        """Bytes of a plan's chunk refs: inline, local cache, presigned URL, else ``/api/chunk``."""
+        out: dict[int, bytes] = {}
+        by_hash: dict[str, list[int]] = {}
+        urls: dict[str, str | None] = {}
+        sizes: dict[str, int] = {}
+        for nchunk, ref in wire.iter_chunk_refs(refs):
+            if ref.get("inline") is not None:
+                out[nchunk] = wire.decode_inline(ref["inline"])
+                continue
+            digest = str(ref["hash"])
+            by_hash.setdefault(digest, []).append(nchunk)
+            urls.setdefault(digest, ref.get("url"))
+            sizes[digest] = int(ref.get("size") or 0)
+        found = self.cache.get_many(by_hash) if self.cache is not None and by_hash else {}
+        self.stats.add(cache_hits=len(found))
+        todo = [d for d in by_hash if d not in found]
+        name = path.rsplit("/", 1)[-1]
+        with Progress(self.progress and bool(todo), sum(sizes[d] for d in todo), name) as bar:
+
+            def one(digest: str) -> tuple[str, bytes]:
+                data = self._chunk_by_ref(path, digest, urls[digest], by_hash[digest][0])
+                bar.update(len(data))
+                return digest, data
+
+            fetched = dict(self._map(one, todo))
+        if self.cache is not None and fetched:
+            self.cache.put_many(fetched, verified=True)
+        for digest, data in (found | fetched).items():
+            for nchunk in by_hash[digest]:
+                out[nchunk] = data
+        return out
+
+    def _chunk_by_ref(self, path: str, digest: str, url: str | None, nchunk: int) -> bytes:
+        if url:
+            data = self._get_presigned(url)
+            if data is not None:
+                if chunk_digest(data) == digest:
+                    return data
+                log.warning("chunk %s of %s from S3 does not match its hash; asking the API", nchunk, path)
+        # No URL (a server without S3, e.g. an in-memory store), an expired one,
+        # or bad bytes: the API serves the same chunk, checked the same way
+        data = self.get_chunk(path, nchunk)
+        if chunk_digest(data) != digest:
+            raise IntegrityError(f"chunk {nchunk} of {path} does not match its hash {digest}")
+        return data
+
+    def _get_presigned(self, url: str) -> bytes | None:
+        """A presigned GET (no API credentials: S3 allows one auth mechanism); None if refused."""
+        for attempt in range(PRESIGNED_ATTEMPTS):
+            try:
+                resp = self._http.get(url)
+            except httpx.HTTPError as exc:
+                log.debug("presigned GET failed (%s), attempt %d", exc, attempt + 1)
+                time.sleep(0.05 * 2**attempt)
+                continue
+            self.stats.add(bytes_received=len(resp.content))
+            if resp.status_code == 200:
+                self.stats.add(chunk_downloads=1)
+                return resp.content
+            if resp.status_code < 500:
+                return None  # expired or refused: retrying the same URL will not help
+            time.sleep(0.05 * 2**attempt)
+        return None
+
+    def _api_chunks(self, path: str, indices: list[int]) -> dict[int, bytes]:
+        with Progress(self.progress, len(indices), path.rsplit("/", 1)[-1], unit="chunk") as bar:
+
+            def one(i: int) -> tuple[int, bytes]:
+                data = self.get_chunk(path, i)
+                bar.update(1)
+                return i, data
+
+            return dict(self._map(one, indices))

@@ -1,0 +1,197 @@
+"""HTTP plumbing of :class:`catclient.Client`: one pooled connection set, auth, requests, worker threads.
+
+:class:`Session` is a mixin: :class:`catclient.Client` sets the attributes it
+uses (``urlbase``, ``timeout``, ``stats``, ``workers``) before calling
+:meth:`Session._open_session`.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Self
+
+import httpx
+
+from catclient.errors import (
+    BadRequest,
+    CatClientError,
+    ServerError,
+    ServerUnavailable,
+    Unauthorized,
+    error_for,
+)
+
+
+class Session:
+    """Connections, credentials and requests (the part of a client that speaks HTTP)."""
+
+    def _open_session(self, auth, transport: httpx.BaseTransport | None, *, user_agent: str) -> None:
+        """Open the connection pool and log in (or take a token); closes everything on failure."""
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._token: str | None = None
+        self._auth_headers: dict[str, str] = {}
+        # One pooled client for the API and S3 alike: keep-alive connections are
+        # most of the speed of many small chunk GETs
+        pool = max(20, 2 * self.workers)
+        self._http = httpx.Client(
+            timeout=self.timeout,
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            follow_redirects=False,
+            headers={"User-Agent": user_agent},
+            transport=transport,
+        )
+        try:
+            if isinstance(auth, tuple | list):
+                if len(auth) != 2:
+                    raise BadRequest("auth must be (username, password) or a token string")
+                self.login(*auth)
+            elif isinstance(auth, str) and auth:
+                self._set_token(auth, cookie=False)
+            elif auth is not None and not isinstance(auth, str):
+                raise BadRequest("auth must be (username, password) or a token string")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release connections, worker threads and the cache index."""
+        self._http.close()
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        who = "authenticated" if self._token else "anonymous"
+        return f"<catclient.Client {self.urlbase} ({who})>"
+
+    def _set_token(self, token: str, *, cookie: bool) -> None:
+        self._token = token
+        if cookie:
+            self._auth_headers = {"Cookie": f"c2subauth={token}"}
+        else:
+            self._auth_headers = {"Authorization": f"Bearer {token}"}
+
+    @property
+    def token(self) -> str | None:
+        """The session token (the ``c2subauth`` cookie value or bearer token), if any."""
+        return self._token
+
+    @property
+    def cookie(self) -> str | None:
+        """``c2subauth=<token>`` as Caterva2's clients send it, or None when anonymous."""
+        return f"c2subauth={self._token}" if self._token else None
+
+    def login(self, username: str, password: str) -> str:
+        """Log in with ``POST /auth/jwt/login`` and use the session from now on.
+
+        Parameters
+        ----------
+        username, password : str
+            The account's credentials.
+
+        Returns
+        -------
+        str
+            The session token (the ``c2subauth`` cookie value).
+
+        Raises
+        ------
+        Unauthorized
+            If the credentials are wrong or the server sends no session cookie.
+        NotSupported
+            If the server has no login endpoint.
+
+        """
+        url = f"{self.urlbase}/auth/jwt/login"
+        try:
+            resp = self._request(
+                "POST", url, "auth/jwt/login", data={"username": username, "password": password},
+                optional=True, auth=False,
+            )
+        except BadRequest as exc:
+            raise Unauthorized(f"login failed for {username!r}: {exc}", status=exc.status, detail=exc.detail,
+                               url=exc.url) from None
+        token = resp.cookies.get("c2subauth")
+        # The jar would send the cookie to every host on this domain, S3 included;
+        # it travels only in API requests' headers instead
+        self._http.cookies.clear()
+        if not token:
+            raise Unauthorized(f"login at {url} returned no c2subauth cookie", status=resp.status_code,
+                               url=url)
+        self._set_token(token, cookie=True)
+        return token
+
+    def _url(self, endpoint: str, path: str | None = None, *, slash: bool = True) -> str:
+        if path is None:
+            # Caterva2's move/copy/lazyexpr endpoints carry a trailing slash
+            return f"{self.urlbase}/api/{endpoint}/" if slash else f"{self.urlbase}/api/{endpoint}"
+        # '@' goes as %40 as Caterva2's clients send it
+        return f"{self.urlbase}/api/{endpoint}/{urllib.parse.quote(path, safe='/')}"
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        endpoint: str,
+        *,
+        params: Mapping | None = None,
+        json: Any = None,
+        data: Mapping | None = None,
+        files: Mapping | None = None,
+        headers: Mapping | None = None,
+        optional: bool = False,
+        auth: bool = True,
+    ) -> httpx.Response:
+        """One API request; HTTP and network errors become :mod:`catclient.errors` exceptions."""
+        hdrs = {**(self._auth_headers if auth else {}), **(headers or {})}
+        try:
+            resp = self._http.request(method, url, params=params, json=json, data=data, files=files,
+                                      headers=hdrs)
+        except httpx.TimeoutException as exc:
+            raise ServerUnavailable(f"timed out after {self.timeout}s talking to {self.urlbase}: {exc}",
+                                    url=url) from None
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"cannot reach {self.urlbase}: {exc}", url=url) from None
+        except httpx.HTTPError as exc:
+            raise CatClientError(f"request to {url} failed: {exc}", url=url) from None
+        self.stats.add(
+            api_requests=1,
+            plan_requests=endpoint == "plan",
+            api_chunk_requests=endpoint == "chunk",
+            bytes_received=len(resp.content),
+        )
+        if resp.status_code >= 400:
+            raise error_for(resp, endpoint, optional)
+        return resp
+
+    def _json(self, method: str, endpoint: str, path: str | None = None, *, slash: bool = True, **kw) -> Any:
+        resp = self._request(method, self._url(endpoint, path, slash=slash), endpoint, **kw)
+        try:
+            return resp.json()
+        except ValueError:
+            raise ServerError(f"/api/{endpoint} answered with something that is not JSON",
+                              status=resp.status_code, url=str(resp.url)) from None
+
+    def _map(self, fn: Callable, items: Iterable) -> Iterator:
+        items = list(items)
+        if len(items) <= 1:
+            return map(fn, items)
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="catclient")
+            pool = self._pool
+        return pool.map(fn, items)

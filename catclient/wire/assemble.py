@@ -1,0 +1,128 @@
+"""Assembly: stored chunks (exactly as ``schunk.get_chunk(i)`` returns them) into Blosc2 objects.
+
+No recompression happens on the way in; only answers that are a selection (not
+a whole dataset) are compressed again, for transport (:func:`to_cframe`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import blosc2
+import numpy as np
+
+from catclient.wire.geometry import Geometry, cparams_from_dict, dtype_from_str
+from catclient.wire.slices import Key, SliceError, chunk_ids_along, key_plan
+
+
+def _set_vlmeta(schunk, vlmeta: Mapping) -> None:
+    for name, value in vlmeta.items():
+        schunk.vlmeta[name] = value
+
+
+def assemble_ndarray(geo: Geometry, chunk_bytes: Mapping[int, bytes], *, with_vlmeta: bool = True):
+    """An in-memory ``blosc2.NDArray`` holding the given chunks, others uninitialised.
+
+    No recompression happens: each stored chunk is put in place with
+    ``update_chunk``.  Reading outside the given chunks yields zeros, so callers
+    pass at least the chunks their selection touches (see :func:`touched_chunks`).
+    """
+    cparams = cparams_from_dict(geo.cparams)
+    arr = blosc2.uninit(
+        geo.shape,
+        dtype=dtype_from_str(geo.dtype),
+        chunks=geo.chunks,
+        blocks=geo.blocks,
+        cparams=cparams,
+    )
+    for nchunk, data in chunk_bytes.items():
+        arr.schunk.update_chunk(nchunk, data)
+    if with_vlmeta:
+        _set_vlmeta(arr.schunk, geo.vlmeta)
+    return arr
+
+
+def assemble_schunk(geo: Geometry, chunk_bytes: Sequence[bytes], *, with_vlmeta: bool = True):
+    """An in-memory ``blosc2.SChunk`` made of *chunk_bytes* in order (no recompression)."""
+    cparams = cparams_from_dict(geo.cparams)
+    schunk = blosc2.SChunk(chunksize=geo.chunksize, cparams=cparams)
+    for i, data in enumerate(chunk_bytes):
+        schunk.insert_chunk(i, data)
+    if with_vlmeta:
+        _set_vlmeta(schunk, geo.vlmeta)
+    return schunk
+
+
+def select_ndarray(geo: Geometry, chunk_bytes: Mapping[int, bytes], key: Key) -> np.ndarray:
+    """Assemble the touched chunks and return ``array[key]`` as numpy."""
+    arr = assemble_ndarray(geo, chunk_bytes, with_vlmeta=False)
+    if len(geo.shape) == 0:
+        if key:
+            raise SliceError("a 0-dimensional dataset takes an empty slice_")
+        return np.asarray(arr[()])
+    box, relative, _ = key_plan(key, geo.shape, geo.chunks)
+    return np.asarray(arr[box])[relative]
+
+
+def _progression_in(r: range, lo: int, hi: int) -> range:
+    """The part of the arithmetic progression *r* that falls in ``[lo, hi)``, in *r*'s order."""
+    step = r.step
+    if step > 0:
+        k0 = max(0, -((r.start - lo) // step))  # ceil((lo - start) / step)
+        k1 = min(len(r), -((r.start - hi) // step))
+    else:
+        k0 = max(0, -((hi - 1 - r.start) // -step))  # ceil((start - (hi - 1)) / -step)
+        k1 = min(len(r), (r.start - lo) // -step + 1)
+    return r[k0:k1] if k1 > k0 else range(0)
+
+
+def select_schunk(geo: Geometry, chunk_bytes: Mapping[int, bytes], items: slice) -> bytes:
+    """Bytes of the normalised item slice *items*, given (at least) the chunks it touches.
+
+    A step of 1 re-frames the consecutive chunks and slices them; any other step
+    picks items chunk by chunk, so a step longer than a chunk reads only the
+    chunks it lands in and never materialises more than one chunk at a time.
+    """
+    r = range(items.start, items.stop, items.step)
+    if len(r) == 0:
+        return b""
+    ipc = geo.items_per_chunk
+    lo, hi = min(r[0], r[-1]), max(r[0], r[-1]) + 1
+    if r.step == 1:
+        first, last = lo // ipc, (hi - 1) // ipc
+        schunk = assemble_schunk(geo, [chunk_bytes[i] for i in range(first, last + 1)], with_vlmeta=False)
+        return schunk[lo - first * ipc : hi - first * ipc]
+    order = chunk_ids_along(slice(items.start, items.stop, items.step), ipc)
+    if r.step < 0:
+        order = order[::-1]
+    parts = []
+    for nchunk in order:
+        start = nchunk * ipc
+        local = _progression_in(r, start, start + ipc)
+        if len(local) == 0:
+            continue
+        view = np.frombuffer(blosc2.decompress2(chunk_bytes[nchunk]), dtype=f"V{geo.typesize}")
+        parts.append(view[np.arange(local.start, local.stop, local.step) - start].tobytes())
+    return b"".join(parts)
+
+
+def transport_cparams(typesize: int = 8) -> blosc2.CParams:
+    """Compression for data only in transit (sliced answers, computed results).
+
+    zstd at level 1 compresses measured floats about as well as Blosc2's default
+    (level 5) at about 3.5x the speed (50 MB of noisy float64: 115 ms vs 400 ms).
+    """
+    return blosc2.CParams(codec=blosc2.Codec.ZSTD, clevel=1, typesize=typesize)
+
+
+def to_cframe(value) -> bytes:
+    """A numpy result as the cframe clients decode (``blosc2.ndarray_from_cframe``)."""
+    value = np.asarray(value)
+    framed = blosc2.asarray(value, cparams=transport_cparams(max(1, value.dtype.itemsize)))
+    return framed.to_cframe()
+
+
+def items_schunk(data: bytes, typesize: int) -> blosc2.SChunk:
+    """An in-memory ``blosc2.SChunk`` of *data* (items selected from an SChunk), compressed for transport."""
+    typesize = max(1, typesize)
+    return blosc2.SChunk(chunksize=max(len(data), typesize), data=data, cparams=transport_cparams(typesize))
