@@ -6,29 +6,53 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
+# Held while .venv is created or updated: two make run/test on one checkout never pip-install
+# into it at once. Outside .venv, which may not exist yet.
+VENV_LOCK := .venv.lock
 PYTEST_ARGS ?=
+# Options of the local stack (python -m infra.local --help), e.g. ARGS="--tomo --regions 3"
+ARGS ?=
+# What make run writes for shells: set -a; . ./.cat-local.env; set +a (removed on stop)
+ENV_FILE ?= .cat-local.env
+# Where --tomo and make tomo build the published root (git-ignored; root-example/ stays as committed)
+TOMO_ROOT := .cache/root-tomo
 
 .PHONY: run test lint bench bench-smoke example tomo clean help
 
 help:
-	@echo "make run [PORT=8000]   start moto + two regional APIs serving root-example"
+	@echo "make run [PORT=8000] [ARGS=...]  start moto + two regional APIs serving root-example;"
+	@echo "                       ARGS are python -m infra.local's options, e.g. ARGS=\"--tomo --regions 3\";"
+	@echo "                       writes $(ENV_FILE) (set -a; . ./$(ENV_FILE); set +a) while it runs"
 	@echo "make test              lint + the whole offline test suite"
 	@echo "make bench             benchmarks (writes bench/results/<date>-<commit>.json)"
 	@echo "make bench-smoke       the benchmarks on tiny data, once (no install; /tmp/bench-smoke.json)"
-	@echo "make example           regenerate root-example/ (small datasets)"
+	@echo "make example           regenerate the tracked root-example/ (small datasets)"
+	@echo "make tomo              build $(TOMO_ROOT): root-example + the 64 MiB tomography stack"
 	@echo "make sam-check         cfn-lint, sam validate --lint and sam build (SAM CLI in .venv-sam)"
 
+# One shell for the whole recipe, so the lock (fd 9) is held from the first check to the stamp.
+# flock is util-linux's (always on Debian/Ubuntu); without it (macOS) the install runs unlocked.
+# After the lock is taken the stamp is checked again: a concurrent make may have just installed.
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PY=python3.11)")'
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
-	@touch $(STAMP)
+	@set -e; \
+	if command -v flock >/dev/null 2>&1; then \
+		exec 9>"$(VENV_LOCK)"; \
+		flock 9 || { echo "make: cannot lock $(VENV_LOCK)" >&2; exit 1; }; \
+	else \
+		echo "make: flock not found; installing into $(VENV) without a lock" >&2; \
+	fi; \
+	if [ -f "$(STAMP)" ] && [ "$(STAMP)" -nt pyproject.toml ]; then exit 0; fi; \
+	test -x $(BIN)/python || $(PY) -m venv $(VENV); \
+	echo "$(BIN)/python -m pip install -q -e \".[dev]\""; \
+	$(BIN)/python -m pip install -q --upgrade pip; \
+	$(BIN)/python -m pip install -q -e ".[dev]"; \
+	touch "$(STAMP)"
 
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m infra.local --port $(PORT)
+	$(BIN)/python -m infra.local --port $(PORT) --env-file $(ENV_FILE) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -48,9 +72,9 @@ example: $(STAMP)
 	$(BIN)/python -m infra.example_data root-example
 
 tomo: $(STAMP)
-	$(BIN)/python -m infra.example_data --tomo root-example
+	$(BIN)/python -m infra.example_data root-example --tomo-root $(TOMO_ROOT)
 
 clean:
-	rm -rf $(VENV) .venv-sam .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_LOCK) .venv-sam .aws-sam .pytest_cache .ruff_cache .cache
 
 -include infra/sam.mk

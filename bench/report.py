@@ -99,11 +99,13 @@ READ_ROWS = (
 )
 
 
-def table_rows(res: dict) -> list[tuple[str, str, str, str]]:
-    """(section, measurement, median, ratios) for every figure in a results dict."""
-    out: list[tuple[str, str, str, str]] = []
+Row = tuple[str, str, str, str]
+
+
+def _read_rows(reads: dict) -> list[Row]:
+    out: list[Row] = []
     for label in ("full", "slice"):
-        r = res.get("reads", {}).get(label)
+        r = reads.get(label)
         if not r:
             continue
         sec = f"read {label} {r['key']} ({r['bytes'] / MB:.0f} MB, {r['chunks']} chunks)"
@@ -111,161 +113,188 @@ def table_rows(res: dict) -> list[tuple[str, str, str, str]]:
         peer = rows.get("cat2_client_cat2_server")
         for name, text, _limit in READ_ROWS:
             row = rows.get(name)
-            if not row:
-                continue
-            ratios = []
-            if name != "raw_s3_get":
-                ratios.append(f"vs raw S3 {_x(rows['raw_s3_get']['median_s'] / row['median_s'])}")
-            if peer and name != "cat2_client_cat2_server":
-                ratios.append(f"vs Caterva2 {_x(peer['median_s'] / row['median_s'])}")
-            out.append((sec, text, f"{_s(row['median_s'])}  {_mbs(row)}", ", ".join(ratios)))
-    s = res.get("small")
-    if s:
-        sec = f"small slice tomo{s['key']} latency"
-        peer = s["rows"].get("cat2_client_cat2_server")
-        names = {
-            "catclient_our_api": "catclient -> our API",
-            "cat2_client_our_api": "caterva2.Client -> our API",
-            "cat2_client_cat2_server": "caterva2.Client -> cat2-server (peer)",
-        }
-        for name, text in names.items():
-            row = s["rows"].get(name)
-            if not row:
-                continue
-            for which in ("cold", "warm"):
-                ratio = ""
-                if peer and name != "cat2_client_cat2_server":
-                    ratio = f"ours/peer {_x(row[which]['median_s'] / peer[which]['median_s'])}"
-                out.append((sec, f"{text}, {which}", _s(row[which]["median_s"]), ratio))
-    p = res.get("proxy")
-    if p:
-        sec = f"blosc2.Proxy(C2Array) fills its cache ({p['bytes'] / MB:.0f} MB)"
-        peer = p["rows"].get("cat2_server")
-        for name, text in (("our_api", "our API"), ("cat2_server", "cat2-server (peer)")):
-            row = p["rows"].get(name)
             if row:
-                ratio = (
-                    f"vs Caterva2 {_x(peer['median_s'] / row['median_s'])}"
-                    if peer and row is not peer
-                    else ""
+                out.append(
+                    (sec, text, f"{_s(row['median_s'])}  {_mbs(row)}", _read_ratios(name, row, rows, peer))
                 )
-                out.append((sec, text, f"{_s(row['median_s'])}  {_mbs(row)}", ratio))
-    c = res.get("cache")
-    if c:
-        sec = (
-            f"regional cache, tomo ({c['bytes'] / MB:.0f} MB, {c['compressed_bytes'] / MB:.1f} MB compressed)"
+    return out
+
+
+def _read_ratios(name: str, row: dict, rows: dict, peer: dict | None) -> str:
+    ratios = []
+    if name != "raw_s3_get":
+        ratios.append(f"vs raw S3 {_x(rows['raw_s3_get']['median_s'] / row['median_s'])}")
+    if peer and name != "cat2_client_cat2_server":
+        ratios.append(f"vs Caterva2 {_x(peer['median_s'] / row['median_s'])}")
+    return ", ".join(ratios)
+
+
+_SMALL_ROWS = {
+    "catclient_our_api": "catclient -> our API",
+    "cat2_client_our_api": "caterva2.Client -> our API",
+    "cat2_client_cat2_server": "caterva2.Client -> cat2-server (peer)",
+}
+
+
+def _small_rows(s: dict) -> list[Row]:
+    out: list[Row] = []
+    sec = f"small slice tomo{s['key']} latency"
+    peer = s["rows"].get("cat2_client_cat2_server")
+    for name, text in _SMALL_ROWS.items():
+        row = s["rows"].get(name)
+        if not row:
+            continue
+        for which in ("cold", "warm"):
+            ratio = ""
+            if peer and name != "cat2_client_cat2_server":
+                ratio = f"ours/peer {_x(row[which]['median_s'] / peer[which]['median_s'])}"
+            out.append((sec, f"{text}, {which}", _s(row[which]["median_s"]), ratio))
+    return out
+
+
+def _proxy_rows(p: dict) -> list[Row]:
+    out: list[Row] = []
+    sec = f"blosc2.Proxy(C2Array) fills its cache ({p['bytes'] / MB:.0f} MB)"
+    peer = p["rows"].get("cat2_server")
+    for name, text in (("our_api", "our API"), ("cat2_server", "cat2-server (peer)")):
+        row = p["rows"].get(name)
+        if row:
+            ratio = (
+                f"vs Caterva2 {_x(peer['median_s'] / row['median_s'])}" if peer and row is not peer else ""
+            )
+            out.append((sec, text, f"{_s(row['median_s'])}  {_mbs(row)}", ratio))
+    return out
+
+
+def _origin_bytes(row: dict) -> str:
+    if "origin_bytes_per_request_mean" not in row:
+        return ""
+    return (
+        f"origin bytes/request: mean {_bytes(row['origin_bytes_per_request_mean'])},"
+        f" max {_bytes(row['origin_bytes_per_request_max'])}"
+        f" (hits {row['hits']}, misses {row['misses']})"
+    )
+
+
+def _cache_rows(c: dict) -> list[Row]:
+    out: list[Row] = []
+    sec = f"regional cache, tomo ({c['bytes'] / MB:.0f} MB, {c['compressed_bytes'] / MB:.1f} MB compressed)"
+    for via, text in (("fetch", "/api/fetch per chunk box"), ("plans", "catclient plans, whole")):
+        block = c.get(via)
+        if not block:
+            continue
+        for which in ("cold", "warm"):
+            row = block[which]
+            out.append((sec, f"{text}, {which}", f"{_s(row['median_s'])}  {_mbs(row)}", _origin_bytes(row)))
+        out.append((sec, f"{text}: warm/cold throughput", "", _x(block.get("warm_vs_cold_throughput"))))
+    return out
+
+
+def _publish_rows(pub: dict) -> list[Row]:
+    sec = f"publish big.b2nd ({pub['file_bytes'] / MB:.0f} MB file, {pub['array_bytes'] / MB:.0f} MB array)"
+    ours, plain = pub["rows"]["our_publisher"], pub["rows"]["boto3_upload_file"]
+    rp = pub["republish_1pct"]
+    return [
+        (
+            sec,
+            "our Publisher (chunks, manifest, head)",
+            f"{_s(ours['median_s'])}  {_mbs(ours)}",
+            f"time vs upload_file {_x(pub['time_ratio_vs_upload_file'])}",
+        ),
+        (sec, "boto3 upload_file (limit)", f"{_s(plain['median_s'])}  {_mbs(plain)}", ""),
+        (
+            sec,
+            f"re-publish, {rp['chunks_changed_per_rep']}/{rp['nchunks']} chunks changed",
+            _s(rp["median_s"]),
+            f"uploads {rp['median_fraction_of_file'] * 100:.2f} % of the file"
+            f" (max {rp['max_fraction_of_file'] * 100:.2f} %)",
+        ),
+    ]
+
+
+def _propagation_rows(pr: dict) -> list[Row]:
+    sec = f"change propagation ({pr['publishes']} publishes)"
+    out: list[Row] = [
+        (
+            sec,
+            "publish call (commit + event)",
+            f"p50 {_s(pr['publish_call']['p50_s'])}",
+            f"p95 {_s(pr['publish_call']['p95_s'])}",
         )
-        for via, text in (("fetch", "/api/fetch per chunk box"), ("plans", "catclient plans, whole")):
-            block = c.get(via)
-            if not block:
-                continue
-            for which in ("cold", "warm"):
-                row = block[which]
-                extra = ""
-                if "origin_bytes_per_request_mean" in row:
-                    extra = (
-                        f"origin bytes/request: mean {_bytes(row['origin_bytes_per_request_mean'])},"
-                        f" max {_bytes(row['origin_bytes_per_request_max'])}"
-                        f" (hits {row['hits']}, misses {row['misses']})"
-                    )
-                out.append((sec, f"{text}, {which}", f"{_s(row['median_s'])}  {_mbs(row)}", extra))
-            out.append((sec, f"{text}: warm/cold throughput", "", _x(block.get("warm_vs_cold_throughput"))))
-    pub = res.get("publish")
-    if pub:
-        sec = (
-            f"publish big.b2nd ({pub['file_bytes'] / MB:.0f} MB file, {pub['array_bytes'] / MB:.0f} MB array)"
-        )
-        ours, plain = pub["rows"]["our_publisher"], pub["rows"]["boto3_upload_file"]
+    ]
+    for label, r in pr["regions"].items():
+        f = r["from_publish_start"]
         out.append(
             (
                 sec,
-                "our Publisher (chunks, manifest, head)",
-                f"{_s(ours['median_s'])}  {_mbs(ours)}",
-                f"time vs upload_file {_x(pub['time_ratio_vs_upload_file'])}",
+                f"visible via region {label} API",
+                f"p50 {_s(f['p50_s'])}",
+                f"p95 {_s(f['p95_s'])}" + (f", {f['missed']} missed" if f["missed"] else ""),
             )
         )
-        out.append((sec, "boto3 upload_file (limit)", f"{_s(plain['median_s'])}  {_mbs(plain)}", ""))
-        rp = pub["republish_1pct"]
-        out.append(
-            (
-                sec,
-                f"re-publish, {rp['chunks_changed_per_rep']}/{rp['nchunks']} chunks changed",
-                _s(rp["median_s"]),
-                f"uploads {rp['median_fraction_of_file'] * 100:.2f} % of the file"
-                f" (max {rp['max_fraction_of_file'] * 100:.2f} %)",
-            )
-        )
-    pr = res.get("propagation")
-    if pr:
-        sec = f"change propagation ({pr['publishes']} publishes)"
-        out.append(
-            (
-                sec,
-                "publish call (commit + event)",
-                f"p50 {_s(pr['publish_call']['p50_s'])}",
-                f"p95 {_s(pr['publish_call']['p95_s'])}",
-            )
-        )
-        for label, r in pr["regions"].items():
-            f = r["from_publish_start"]
-            out.append(
-                (
-                    sec,
-                    f"visible via region {label} API",
-                    f"p50 {_s(f['p50_s'])}",
-                    f"p95 {_s(f['p95_s'])}" + (f", {f['missed']} missed" if f["missed"] else ""),
-                )
-            )
-    lz = res.get("lazy")
-    if lz:
-        out += _lazy_rows(lz)
-    cs = res.get("coldstart")
-    if cs:
-        m = cs["median_s"]
-        sec = "cold start (fresh interpreter, Lambda environment)"
-        out.append(
-            (
-                sec,
-                "import handler + build app, Tracing: Active (default)",
-                _s(m["handler_import_plus_build"]),
-                f"vs import blosc2 {_x(cs['ratios']['import_plus_build_vs_blosc2_import'])}",
-            )
-        )
-        out.append(
-            (sec, "  of which import / build", f"{_s(m['handler_import'])} / {_s(m['handler_build'])}", "")
-        )
-        out.append(
-            (
-                sec,
-                "import handler + build app, Tracing: PassThrough",
-                _s(m["notrace_import_plus_build"]),
-                f"vs import blosc2 {_x(cs['ratios']['notrace_import_plus_build_vs_blosc2_import'])}",
-            )
-        )
-        out.append(
-            (
-                sec,
-                "-X importtime functions.handlers.api (tracing on)",
-                _s(m["handler_importtime"]),
-                f"all imports incl. startup {_s(m['handler_importtime_total'])}",
-            )
-        )
-        out.append(
-            (
-                sec,
-                "import blosc2 alone",
-                _s(m["blosc2_import"]),
-                f"-X importtime {_s(m['blosc2_importtime'])}",
-            )
-        )
-        out.append(
-            (
-                sec,
-                "whole process: handler / blosc2",
-                f"{_s(m['handler_wall'])} / {_s(m['blosc2_wall'])}",
-                _x(cs["ratios"]["process_wall_vs_blosc2_process"]),
-            )
-        )
+    return out
+
+
+def _coldstart_rows(cs: dict) -> list[Row]:
+    m = cs["median_s"]
+    sec = "cold start (fresh interpreter, Lambda environment)"
+    return [
+        (
+            sec,
+            "import handler + build app, Tracing: Active (default)",
+            _s(m["handler_import_plus_build"]),
+            f"vs import blosc2 {_x(cs['ratios']['import_plus_build_vs_blosc2_import'])}",
+        ),
+        (sec, "  of which import / build", f"{_s(m['handler_import'])} / {_s(m['handler_build'])}", ""),
+        (
+            sec,
+            "import handler + build app, Tracing: PassThrough",
+            _s(m["notrace_import_plus_build"]),
+            f"vs import blosc2 {_x(cs['ratios']['notrace_import_plus_build_vs_blosc2_import'])}",
+        ),
+        (
+            sec,
+            "-X importtime functions.handlers.api (tracing on)",
+            _s(m["handler_importtime"]),
+            f"all imports incl. startup {_s(m['handler_importtime_total'])}",
+        ),
+        (sec, "import blosc2 alone", _s(m["blosc2_import"]), f"-X importtime {_s(m['blosc2_importtime'])}"),
+        (
+            sec,
+            "whole process: handler / blosc2",
+            f"{_s(m['handler_wall'])} / {_s(m['blosc2_wall'])}",
+            _x(cs["ratios"]["process_wall_vs_blosc2_process"]),
+        ),
+    ]
+
+
+def table_rows(res: dict) -> list[Row]:
+    """(section, measurement, median, ratios) for every figure in a results dict.
+
+    Parameters
+    ----------
+    res : dict
+        A results dict as ``bench`` writes it; absent sections are skipped.
+
+    Returns
+    -------
+    list of tuple
+        One ``(section, measurement, median, ratios)`` row per figure, sections in report order.
+    """
+    out: list[Row] = _read_rows(res.get("reads", {}))
+    # one formatter per section, in the order the report shows them
+    sections = (
+        ("small", _small_rows),
+        ("proxy", _proxy_rows),
+        ("cache", _cache_rows),
+        ("publish", _publish_rows),
+        ("propagation", _propagation_rows),
+        ("lazy", _lazy_rows),
+        ("coldstart", _coldstart_rows),
+    )
+    for key, rows in sections:
+        if res.get(key):
+            out += rows(res[key])
     return out
 
 

@@ -2,17 +2,21 @@
 
 Usage::
 
-    python -m infra.example_data [DIR]            # the small datasets (committed)
-    python -m infra.example_data --tomo [DIR]     # also the ~64 MB tomography stack
+    python -m infra.example_data [DIR]              # the small datasets (committed in root-example/)
+    python -m infra.example_data --tomo DIR         # also the ~64 MB tomography stack
+    python -m infra.example_data --tomo-root DEST   # root-example's files + the stack, in DEST
 
 The tomography stack is generated on demand (it is not committed): a synthetic
 uint16 3-D volume with smooth structure and noise, so it compresses like real
-detector data rather than like zeros.
+detector data rather than like zeros.  ``make run ARGS=--tomo`` publishes
+``--tomo-root .cache/root-tomo``, so the tracked ``root-example/`` is never written.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 from pathlib import Path
 
 import blosc2
@@ -26,7 +30,7 @@ Datasets that Caterva2 users know, published as the root `example` by `make run`
 - `ds-hello.b2frame`: an SChunk of `b"Hello world!" * 100`
 - `ds-1d.b2nd`, `ds-1d-b.b2nd`, `ds-sc-attr.b2nd`, `ds-1d-fields.b2nd`
 - `dir1/ds-2d.b2nd`, `dir1/ds-3d.b2nd`, `dir2/ds-4d.b2nd`
-- `tomo-stack.b2nd` (optional, generated with `python -m infra.example_data --tomo`)
+- `tomo-stack.b2nd` (optional: `make run ARGS=--tomo` adds it)
 """
 
 #: Shape of the synthetic tomography: 128 slices of 512x512 uint16 = 64 MiB.
@@ -118,10 +122,52 @@ def write_example(directory: Path, *, tomo: bool = False) -> list[Path]:
 
 
 def write_tomography(path: Path) -> Path:
-    """Write the synthetic tomography stack to *path*."""
-    path.unlink(missing_ok=True)
-    blosc2.asarray(tomography(), chunks=TOMO_CHUNKS, blocks=TOMO_BLOCKS, urlpath=str(path), mode="w")
+    """Write the synthetic tomography stack to *path*.
+
+    Written under a hidden name and renamed, so an interrupted run leaves no half stack
+    that a later publish (which skips hidden files) would pick up.
+    """
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
+    blosc2.asarray(tomography(), chunks=TOMO_CHUNKS, blocks=TOMO_BLOCKS, urlpath=str(partial), mode="w")
+    os.replace(partial, path)
     return path
+
+
+TOMO_NAME = "tomo-stack.b2nd"
+
+
+def tomo_root(source: Path, dest: Path) -> Path:
+    """Make *dest* hold *source*'s files plus the tomography stack; return *dest*.
+
+    Parameters
+    ----------
+    source : Path
+        The root to extend (``root-example``); only read.
+    dest : Path
+        A cache directory (``.cache/root-tomo``): everything in it but the stack is
+        replaced by *source*'s files, and the stack is generated only when missing
+        (it is deterministic, and takes seconds to make).
+
+    Returns
+    -------
+    Path
+        *dest*.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    stack = dest / TOMO_NAME
+    for entry in dest.iterdir():
+        if entry == stack:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    shutil.copytree(source, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(TOMO_NAME))
+    if not stack.is_file():
+        write_tomography(stack)
+    return dest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,7 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("directory", nargs="?", default="root-example", type=Path)
     parser.add_argument("--tomo", action="store_true", help="also write the ~64 MiB tomo-stack.b2nd")
+    parser.add_argument(
+        "--tomo-root",
+        type=Path,
+        metavar="DEST",
+        help="copy DIRECTORY's files into DEST and add the tomography stack (what make run --tomo publishes)",
+    )
     args = parser.parse_args(argv)
+    if args.tomo_root is not None:
+        print(tomo_root(args.directory, args.tomo_root) / TOMO_NAME)
+        return 0
     for path in write_example(args.directory, tomo=args.tomo):
         print(path)
     return 0

@@ -37,11 +37,14 @@ import httpx
 from functions.aws import build_services
 from functions.services import Services
 from functions.settings import Settings
+from infra.dispatch import start_dispatcher
 
 log = logging.getLogger("cat-local")
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "template.yaml"
+#: Where ``--tomo`` builds the published root (git-ignored: ``root-example/`` stays as committed)
+TOMO_ROOT = REPO / ".cache" / "root-tomo"
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -230,32 +233,6 @@ class LocalStack:
 
     # ------------------------------------------------------------------ dispatcher
 
-    def _drain(self, sqs, queue_url: str, deliver) -> int:
-        resp = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        messages = resp.get("Messages", [])
-        if not messages:
-            return 0
-        records = [
-            {
-                "eventSource": "aws:sqs",
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": {},
-                "messageAttributes": {},
-            }
-            for m in messages
-        ]
-        try:
-            deliver({"Records": records})
-        except Exception:  # noqa: BLE001 - a handler bug must not stop the dispatcher; it is logged
-            log.exception("handler failed on a batch from %s", queue_url)
-        sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-        )
-        return len(messages)
-
     def _routes(self) -> list[tuple[str, object]]:
         """(queue URL, handler call) per queue: each region's sync function, and ingest."""
         from functions.adapters.s3 import S3Store
@@ -271,21 +248,6 @@ class LocalStack:
         ingest = self.resources["ingest_queue_url"]
         routes.append((ingest, lambda ev: ingest_handler.process(origin_services.publisher, drop, ev)))
         return routes
-
-    def _dispatch_loop(self, queue_url: str, deliver) -> None:
-        # One loop per queue, as Lambda polls each subscription on its own: a region
-        # never waits for another region's handler (drained in turn, r2 trailed r1 by ~80 ms)
-        sqs = self.client("sqs")
-        while not self._stop.is_set():
-            try:
-                busy = self._drain(sqs, queue_url, deliver)
-            except Exception:  # noqa: BLE001 - moto going away at shutdown, mostly
-                if self._stop.is_set():
-                    return
-                log.exception("dispatcher error on %s", queue_url)
-                busy = 0
-            if not busy:
-                self._stop.wait(self.config.poll_interval)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -305,11 +267,11 @@ class LocalStack:
         for i, runtime in enumerate(self.regions):
             self._start_api(runtime, self.config.port + i if self.config.port else 0)
         for queue_url, deliver in self._routes():
-            dispatcher = threading.Thread(
-                target=self._dispatch_loop, args=(queue_url, deliver), daemon=True, name="dispatcher"
+            # a client per loop, so each has its own connection pool
+            sqs = self.client("sqs")
+            self._threads.append(
+                start_dispatcher(sqs, queue_url, deliver, self._stop, self.config.poll_interval)
             )
-            dispatcher.start()
-            self._threads.append(dispatcher)
         return self
 
     def _buckets(self) -> list[str]:
@@ -318,42 +280,17 @@ class LocalStack:
 
     def _restore_state(self) -> int:
         """Put back every object saved by :meth:`_save_state`; returns how many."""
-        state = self.config.state_dir
-        if state is None or not state.is_dir():
-            return 0
-        s3 = self.client("s3")
-        count = 0
-        for bucket in self._buckets():
-            base = state / bucket
-            for path in sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else ():
-                s3.put_object(Bucket=bucket, Key=path.relative_to(base).as_posix(), Body=path.read_bytes())
-                count += 1
-        log.info("restored %d objects from %s", count, state)
-        return count
+        from infra.state import restore_buckets
+
+        return restore_buckets(self.client("s3"), self._buckets(), self.config.state_dir)
 
     def _save_state(self) -> None:
         """Write every object of the stack's buckets under ``state_dir/<bucket>/<key>``."""
-        import shutil
+        from infra.state import save_buckets
 
-        state = self.config.state_dir
-        if state is None or self._moto is None or not self.resources:
+        if self.config.state_dir is None or self._moto is None or not self.resources:
             return
-        fresh = state.with_name(state.name + ".saving")
-        shutil.rmtree(fresh, ignore_errors=True)
-        s3 = self.client("s3")
-        count = 0
-        for bucket in self._buckets():
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                for obj in page.get("Contents", ()):
-                    target = fresh / bucket / obj["Key"]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
-                    count += 1
-        # Swap only once the copy is complete: an interrupted save keeps the previous state
-        fresh.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(state, ignore_errors=True)
-        fresh.rename(state)
-        log.info("saved %d objects to %s", count, state)
+        save_buckets(self.client("s3"), self._buckets(), self.config.state_dir)
 
     def _publish_examples(self) -> None:
         """Publish the root, and the same files under ``@public/examples/`` (the tutorial's paths)."""
@@ -415,8 +352,7 @@ class LocalStack:
         }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``make run``: start the local stack and serve until interrupted."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cat-local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -424,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "--port",
         type=int,
         default=int(os.environ.get("PORT", "8000")),
-        help="first region's API port (the next regions use PORT+1, ...); env PORT",
+        help="first region's API port (the next regions use PORT+1, ...; 0 = free ports); env PORT",
     )
     parser.add_argument("--regions", type=int, default=2, help="subscriber regions to run (default 2)")
     parser.add_argument("--root-dir", type=Path, default=REPO / "root-example", help="directory to publish")
@@ -435,7 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("CAT_RESPONSE_LIMIT", "4500000")),
         help="largest response body in bytes, as on Lambda (0 = unlimited)",
     )
-    parser.add_argument("--tomo", action="store_true", help="generate the 64 MiB tomography stack first")
+    parser.add_argument(
+        "--tomo",
+        action="store_true",
+        help=f"also publish the 64 MiB tomography stack (generated once into {TOMO_ROOT.relative_to(REPO)}/)",
+    )
     parser.add_argument(
         "--verbose", action="store_true", help="log every event and publish (JSON, as on Lambda)"
     )
@@ -445,44 +385,93 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("CAT_LOCAL_STATE") or None,
         help="keep the buckets in DIR across runs: restored at start, saved at stop (env CAT_LOCAL_STATE)",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        help="write the stack's endpoint, buckets, pool and dummy credentials to FILE once ready "
+        "(for `set -a; . FILE; set +a`); removed on stop. make run writes .cat-local.env",
+    )
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
     # Our own messages at INFO; libraries (httpx, botocore) only when something is wrong
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
-    if not args.verbose:
+    if not verbose:
         # The handlers log each change event and ingest at INFO, as Lambda should;
         # on a terminal that buries the ready line, so locally only warnings show
         from functions.handlers.common import logger as handler_logger
 
         handler_logger.setLevel(logging.WARNING)
-    if args.tomo:
-        from infra.example_data import write_tomography
 
-        write_tomography(args.root_dir / "tomo-stack.b2nd")
-    stack = LocalStack(
-        StackConfig(
-            port=args.port,
-            regions=args.regions,
-            root_dir=args.root_dir,
-            root_name=args.root_name,
-            response_limit=args.response_limit,
-            state_dir=args.state,
-        )
+
+def _root_dir(args: argparse.Namespace) -> Path:
+    """The directory to publish: ``--root-dir``, or with ``--tomo`` a cached copy plus the stack.
+
+    The tomography stack is never written into ``--root-dir`` (``root-example/`` is tracked).
+    """
+    if not args.tomo:
+        return args.root_dir
+    from infra.example_data import tomo_root
+
+    return tomo_root(args.root_dir, TOMO_ROOT)
+
+
+def _config(args: argparse.Namespace) -> StackConfig:
+    return StackConfig(
+        port=args.port,
+        regions=args.regions,
+        root_dir=_root_dir(args),
+        root_name=args.root_name,
+        response_limit=args.response_limit,
+        state_dir=args.state,
     )
+
+
+def _announce(stack: LocalStack, env_file: Path | None) -> dict[str, str] | None:
+    """Print the demo credentials, write the env file (if asked), then the ``ready:`` line."""
+    from infra.envfile import stack_env, write_env_file
+
+    info = stack.ready_info()
+    print(f"demo user: {info['demo_user']}  password: {info['demo_password']}", flush=True)
+    env = None
+    if env_file is not None:
+        env = stack_env(info)
+        write_env_file(env_file, env)
+        print(f"env file: {env_file}  (set -a; . {env_file}; set +a)", flush=True)
+    # Last: whoever waits for this line may rely on everything above being in place
+    print("ready: " + json.dumps(info), flush=True)
+    return env
+
+
+def _serve(stack: LocalStack, env_file: Path | None) -> None:
+    """Start *stack*, announce it, and serve until SIGTERM or Ctrl-C; then stop and clean up."""
+    from infra.envfile import remove_env_file
+
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    env = None
     try:
         stack.start()
-        info = stack.ready_info()
-        print(f"demo user: {info['demo_user']}  password: {info['demo_password']}", flush=True)
-        print("ready: " + json.dumps(info), flush=True)
+        env = _announce(stack, env_file)
         while not stopping.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
     finally:
         stack.stop()
+        if env is not None:
+            remove_env_file(env_file, env)
         print("stopped", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``make run``: start the local stack and serve until interrupted."""
+    args = _parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    _serve(LocalStack(_config(args)), args.env_file)
     return 0
 
 

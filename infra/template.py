@@ -1,4 +1,4 @@
-"""The local stack's resources, derived from ``template.yaml`` (one source of truth).
+"""The local stack's plan, derived from ``template.yaml`` (one source of truth).
 
 The SAM template is what runs on AWS. The local stack (moto, or LocalStack) cannot run
 Lambda event sources, so each one gets a stand-in that delivers the same event shape to
@@ -18,21 +18,25 @@ template.yaml                                  local stand-in
 ``HttpApi`` -> ``ApiFunction``                 uvicorn serving the same FastAPI app
 =============================================  ===============================================
 
-:func:`local_plan` walks the template and refuses (:class:`TemplateDrift`) anything it has
-no stand-in for, so a resource added to the template cannot silently be missing locally.
+:func:`local_plan` walks the template (read by :mod:`infra.cfn`) and refuses
+(:class:`TemplateDrift`) anything it has no stand-in for, so a resource added to the
+template cannot silently be missing locally;
+:func:`create_local_resources` (:mod:`infra.resources`) creates what it plans.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+# The reader and the resource creation live in their own modules; their public names stay
+# importable from here, the one module the local stack and the tests speak to.
+from infra.cfn import TemplateDrift, evaluate_conditions, load_template, resolve_conditions
+from infra.resources import create_local_resources
 
 __all__ = [
     "LocalPlan",
@@ -43,180 +47,6 @@ __all__ = [
     "local_plan",
     "resolve_conditions",
 ]
-
-
-class TemplateDrift(ValueError):
-    """The template defines something the local stack has no stand-in for (or lacks a part it needs)."""
-
-
-# --------------------------------------------------------------------------------- loading
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """PyYAML loader that keeps CloudFormation short-form intrinsics as their long-form data."""
-
-
-# CloudFormation YAML has no timestamps: "2010-09-09" must stay a string even unquoted.
-_CfnLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix in ("Ref", "Condition"):
-        return {suffix: value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        # !GetAtt Res.Attr is the short form of [Res, Attr]; attributes may contain dots.
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _intrinsic)
-
-
-def load_template(path: str | Path) -> dict[str, Any]:
-    """Parse a CloudFormation/SAM YAML (or JSON) template, keeping intrinsics as data.
-
-    Parameters
-    ----------
-    path : str or Path
-        The template file.
-
-    Returns
-    -------
-    dict
-        The template, with short forms turned into long forms: ``!Ref X`` becomes
-        ``{"Ref": "X"}``, ``!GetAtt A.B`` becomes ``{"Fn::GetAtt": ["A", "B"]}``, ``!Sub s``
-        becomes ``{"Fn::Sub": s}`` and so on.
-
-    """
-    text = Path(path).read_text(encoding="utf-8")
-    return yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - _CfnLoader is a SafeLoader
-
-
-# ------------------------------------------------------------------------------ conditions
-
-
-def _parameter_values(template: Mapping[str, Any], parameters: Mapping[str, Any] | None) -> dict[str, str]:
-    values = {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
-    for name, value in (parameters or {}).items():
-        if name not in values:
-            raise KeyError(f"template has no parameter {name!r}")
-        values[name] = str(value)
-    return values
-
-
-def _eval_condition(expr: Any, params: Mapping[str, str], conditions: Mapping[str, Any], seen: dict) -> Any:
-    """Evaluate a condition expression (Fn::Equals/Not/And/Or, Condition, Ref to a parameter)."""
-    if isinstance(expr, dict) and len(expr) == 1:
-        ((fn, arg),) = expr.items()
-        if fn == "Condition":
-            if arg not in seen:
-                seen[arg] = bool(_eval_condition(conditions[arg], params, conditions, seen))
-            return seen[arg]
-        if fn == "Ref":
-            if arg not in params:
-                raise TemplateDrift(f"condition refers to {arg!r}, which is not a parameter")
-            return params[arg]
-        if fn == "Fn::Equals":
-            left, right = (_eval_condition(a, params, conditions, seen) for a in arg)
-            return str(left) == str(right)
-        if fn == "Fn::Not":
-            return not _eval_condition(arg[0], params, conditions, seen)
-        if fn == "Fn::And":
-            return all(_eval_condition(a, params, conditions, seen) for a in arg)
-        if fn == "Fn::Or":
-            return any(_eval_condition(a, params, conditions, seen) for a in arg)
-        raise TemplateDrift(f"unsupported function in a condition: {fn}")
-    return expr
-
-
-def evaluate_conditions(
-    template: Mapping[str, Any], parameters: Mapping[str, Any] | None = None
-) -> dict[str, bool]:
-    """Evaluate every entry of the template's ``Conditions`` for the given parameter values.
-
-    Parameters
-    ----------
-    template : mapping
-        A template as returned by :func:`load_template` (or translated by SAM).
-    parameters : mapping, optional
-        Parameter values; parameters not given take their ``Default``.
-
-    Returns
-    -------
-    dict
-        Condition name -> bool.
-
-    """
-    params = _parameter_values(template, parameters)
-    conditions = template.get("Conditions", {})
-    seen: dict[str, bool] = {}
-    return {name: bool(_eval_condition({"Condition": name}, params, conditions, seen)) for name in conditions}
-
-
-_NO_VALUE = object()
-
-
-def _prune(node: Any, conds: Mapping[str, bool]) -> Any:
-    if isinstance(node, dict):
-        if len(node) == 1 and "Fn::If" in node:
-            name, when_true, when_false = node["Fn::If"]
-            return _prune(when_true if conds[name] else when_false, conds)
-        if node == {"Ref": "AWS::NoValue"}:
-            return _NO_VALUE
-        out = {}
-        for key, value in node.items():
-            value = _prune(value, conds)
-            if value is not _NO_VALUE:
-                out[key] = value
-        return out
-    if isinstance(node, list):
-        return [v for v in (_prune(v, conds) for v in node) if v is not _NO_VALUE]
-    return node
-
-
-def resolve_conditions(
-    template: Mapping[str, Any], parameters: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The template as CloudFormation would see it for these parameters, conditions applied.
-
-    Resources and outputs whose ``Condition`` is false are dropped, every ``Fn::If`` is
-    replaced by the branch taken and ``AWS::NoValue`` removed. Other intrinsics stay as data.
-
-    Parameters
-    ----------
-    template : mapping
-        A template as returned by :func:`load_template` (or translated by SAM).
-    parameters : mapping, optional
-        Parameter values; parameters not given take their ``Default``.
-
-    Returns
-    -------
-    dict
-        A new template; the input is not modified.
-
-    """
-    conds = evaluate_conditions(template, parameters)
-    out = copy.deepcopy(dict(template))
-    for section in ("Resources", "Outputs"):
-        kept = {
-            lid: body for lid, body in out.get(section, {}).items() if conds.get(body.get("Condition"), True)
-        }
-        if section in out:
-            out[section] = kept
-    # Conditions themselves and Rules are not resources: leave them, prune the rest.
-    for section in ("Globals", "Resources", "Outputs"):
-        if section in out:
-            out[section] = _prune(out[section], conds)
-    return out
 
 
 # ------------------------------------------------------------------------------------ plan
@@ -361,14 +191,42 @@ def local_plan(
     regions = tuple(regions)
     if not regions or len(set(regions)) != len(regions):
         raise ValueError(f"need distinct region labels, got {regions!r}")
+    tpl = _origin_template(template_path)
+    resources: dict[str, Any] = tpl["Resources"]
+    _refuse_unknown_types(resources)
+    bucket_ids = _bucket_ids(resources)
+    topic_id = _one([lid for lid, b in resources.items() if b["Type"] == "AWS::SNS::Topic"], "SNS topic")
+    fns = _functions(resources, tpl.get("Globals", {}).get("Function", {}), prefix, topic_id, bucket_ids)
+    names = _bucket_names(resources, bucket_ids, prefix, regions)
+    return LocalPlan(
+        origin_bucket=names["origin"][0],
+        ingest_bucket=names["ingest"][0],
+        topic_name=_local_name(
+            prefix, resources[topic_id].get("Properties", {}).get("TopicName"), f"{prefix}-changes"
+        ),
+        cache_buckets=dict(zip(regions, names["cache"], strict=True)),
+        sync_queues={label: f"{fns.names[fns.sync_id]}-{label}" for label in regions},
+        ingest_queue=f"{fns.names[fns.ingest_id]}-events",
+        compute_function=fns.names[fns.role_ids["compute"]],
+        handlers=fns.handlers,
+        ingest_events=fns.ingest_events,
+        ingest_filter=_s3_filter_to_api(fns.ingest_event.get("Filter")),
+        bucket_properties=_bucket_properties(resources, bucket_ids, names),
+        user_pool=_properties_of(resources, "AWS::Cognito::UserPool", _POOL_PROPERTIES),
+        user_pool_client=_properties_of(resources, "AWS::Cognito::UserPoolClient", _CLIENT_PROPERTIES),
+    )
+
+
+def _origin_template(template_path: str | Path) -> dict[str, Any]:
+    """The template with its conditions applied for ``Role=origin``."""
     raw = load_template(template_path)
     if "Role" not in raw.get("Parameters", {}):
         raise TemplateDrift("template.yaml has no Role parameter (origin|subscriber)")
     # The local stack is an origin: it owns the buckets and the topic.
-    tpl = resolve_conditions(raw, {"Role": "origin"})
-    resources: dict[str, Any] = tpl["Resources"]
-    fn_globals = tpl.get("Globals", {}).get("Function", {})
+    return resolve_conditions(raw, {"Role": "origin"})
 
+
+def _refuse_unknown_types(resources: Mapping[str, Any]) -> None:
     unknown = sorted(
         f"{lid} ({body['Type']})"
         for lid, body in resources.items()
@@ -377,7 +235,9 @@ def local_plan(
     if unknown:
         raise TemplateDrift(f"no local stand-in for {', '.join(unknown)}: teach infra/template.py about it")
 
-    # Buckets: the logical id names the role (OriginBucket, CacheBucket, IngestBucket).
+
+def _bucket_ids(resources: Mapping[str, Any]) -> dict[str, str]:
+    """Bucket role -> logical id; the logical id names the role (OriginBucket, CacheBucket, IngestBucket)."""
     bucket_ids: dict[str, str] = {}
     for lid, body in resources.items():
         if body["Type"] != "AWS::S3::Bucket":
@@ -389,85 +249,114 @@ def local_plan(
     missing = [r for r in _BUCKET_ROLES if r not in bucket_ids]
     if missing:
         raise TemplateDrift(f"template.yaml lacks the {missing} bucket(s) the local stack needs")
+    return bucket_ids
 
-    def bucket_name(role: str, suffix: str = "") -> str:
+
+def _bucket_names(
+    resources: Mapping[str, Any], bucket_ids: Mapping[str, str], prefix: str, regions: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """Bucket role -> local bucket names (one per region for ``cache``, in region order)."""
+
+    def name(role: str, suffix: str = "") -> str:
         props = resources[bucket_ids[role]].get("Properties", {})
         return _local_name(prefix, props.get("BucketName"), f"{prefix}-{role}") + suffix
 
-    topic_id = _one([lid for lid, b in resources.items() if b["Type"] == "AWS::SNS::Topic"], "SNS topic")
-    topic_name = _local_name(
-        prefix, resources[topic_id].get("Properties", {}).get("TopicName"), f"{prefix}-changes"
-    )
+    return {
+        "origin": [name("origin")],
+        "ingest": [name("ingest")],
+        "cache": [name("cache", f"-{label}") for label in regions],
+    }
 
-    # Functions: the role of each follows from how it is triggered.
-    handlers: dict[str, str] = {}
-    fn_names: dict[str, str] = {}  # logical id -> local function name
-    role_ids: dict[str, str] = {}  # role -> logical id
-    sns_subscribers: list[str] = []
-    s3_notified: list[tuple[str, dict[str, Any]]] = []
+
+def _bucket_properties(
+    resources: Mapping[str, Any], bucket_ids: Mapping[str, str], names: Mapping[str, list[str]]
+) -> dict[str, dict[str, Any]]:
+    """Local bucket name -> the template properties it mirrors."""
+    out: dict[str, dict[str, Any]] = {}
+    for role in ("origin", "ingest", "cache"):
+        props = resources[bucket_ids[role]].get("Properties", {})
+        for name in names[role]:
+            out[name] = {k: copy.deepcopy(props[k]) for k in _LOCAL_BUCKET_PROPERTIES if k in props}
+    return out
+
+
+_TRIGGER_ROLES = {"HttpApi": "api", "SNS": "sync", "S3": "ingest"}
+
+
+@dataclass
+class _Functions:
+    """What the plan needs from the template's functions."""
+
+    names: dict[str, str] = field(default_factory=dict)  # logical id -> local function name
+    handlers: dict[str, str] = field(default_factory=dict)  # role -> handler path
+    role_ids: dict[str, str] = field(default_factory=dict)  # role -> logical id
+    sns_subscribers: list[str] = field(default_factory=list)
+    s3_notified: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    sync_id: str = ""  # the one function subscribed to the change topic
+
+    @property
+    def ingest_id(self) -> str:
+        return self.s3_notified[0][0]
+
+    @property
+    def ingest_event(self) -> dict[str, Any]:
+        return self.s3_notified[0][1]
+
+    @property
+    def ingest_events(self) -> tuple[str, ...]:
+        events = self.ingest_event.get("Events")
+        return (events,) if isinstance(events, str) else tuple(events)
+
+
+def _functions(
+    resources: Mapping[str, Any],
+    fn_globals: Mapping[str, Any],
+    prefix: str,
+    topic_id: str,
+    bucket_ids: Mapping[str, str],
+) -> _Functions:
+    """Every function's local name, role and handler; the role of each follows from its trigger."""
+    fns = _Functions()
     for lid, body in resources.items():
         if body["Type"] != "AWS::Serverless::Function":
             continue
         props = body.get("Properties", {})
         short = lid.removesuffix("Function").lower()
-        fn_names[lid] = _local_name(prefix, props.get("FunctionName"), f"{prefix}-{short}")
-        events = props.get("Events") or {}
-        kinds = {ev["Type"] for ev in events.values()}
-        if kinds - {"HttpApi", "SNS", "S3"}:
-            raise TemplateDrift(
-                f"{lid}: no local stand-in for event type(s) {sorted(kinds - {'HttpApi', 'SNS', 'S3'})}"
-            )
-        if len(kinds) > 1:
-            raise TemplateDrift(f"{lid}: one trigger kind per function expected, found {sorted(kinds)}")
-        for ev in events.values():
-            evp = ev.get("Properties", {})
-            if ev["Type"] == "SNS":
-                if _ref_target(evp.get("Topic")) != topic_id:
-                    raise TemplateDrift(f"{lid}: subscribes to {evp.get('Topic')!r}, not to {topic_id}")
-                sns_subscribers.append(lid)
-            elif ev["Type"] == "S3":
-                if _ref_target(evp.get("Bucket")) != bucket_ids["ingest"]:
-                    raise TemplateDrift(f"{lid}: notified by {evp.get('Bucket')!r}, not by the ingest bucket")
-                s3_notified.append((lid, evp))
-        role = {"HttpApi": "api", "SNS": "sync", "S3": "ingest"}[kinds.pop()] if kinds else "compute"
-        if role in handlers:
+        fns.names[lid] = _local_name(prefix, props.get("FunctionName"), f"{prefix}-{short}")
+        role = _function_role(lid, props.get("Events") or {}, topic_id, bucket_ids["ingest"], fns)
+        if role in fns.handlers:
             raise TemplateDrift(f"{lid}: a second {role} function; the local stack runs one of each")
-        handlers[role] = props.get("Handler") or fn_globals.get("Handler", "")
-        role_ids[role] = lid
-
-    missing = [r for r in ("api", "ingest", "sync", "compute") if r not in handlers]
+        fns.handlers[role] = props.get("Handler") or fn_globals.get("Handler", "")
+        fns.role_ids[role] = lid
+    missing = [r for r in ("api", "ingest", "sync", "compute") if r not in fns.handlers]
     if missing:
         raise TemplateDrift(f"template.yaml lacks the {missing} function(s) the local stack runs")
-    sync_id = _one(sns_subscribers, "function subscribed to the change topic")
-    ingest_id, ingest_event = s3_notified[0]
-    events = ingest_event.get("Events")
-    events = (events,) if isinstance(events, str) else tuple(events)
+    fns.sync_id = _one(fns.sns_subscribers, "function subscribed to the change topic")
+    return fns
 
-    cache_buckets = {label: bucket_name("cache", f"-{label}") for label in regions}
-    origin, ingest = bucket_name("origin"), bucket_name("ingest")
-    bucket_properties = {}
-    for role, names in (("origin", [origin]), ("ingest", [ingest]), ("cache", list(cache_buckets.values()))):
-        props = resources[bucket_ids[role]].get("Properties", {})
-        for name in names:
-            bucket_properties[name] = {
-                k: copy.deepcopy(props[k]) for k in _LOCAL_BUCKET_PROPERTIES if k in props
-            }
 
-    return LocalPlan(
-        origin_bucket=origin,
-        ingest_bucket=ingest,
-        topic_name=topic_name,
-        cache_buckets=cache_buckets,
-        sync_queues={label: f"{fn_names[sync_id]}-{label}" for label in regions},
-        ingest_queue=f"{fn_names[ingest_id]}-events",
-        compute_function=fn_names[role_ids["compute"]],
-        handlers=handlers,
-        ingest_events=events,
-        ingest_filter=_s3_filter_to_api(ingest_event.get("Filter")),
-        bucket_properties=bucket_properties,
-        user_pool=_properties_of(resources, "AWS::Cognito::UserPool", _POOL_PROPERTIES),
-        user_pool_client=_properties_of(resources, "AWS::Cognito::UserPoolClient", _CLIENT_PROPERTIES),
-    )
+def _function_role(
+    lid: str, events: Mapping[str, Any], topic_id: str, ingest_id: str, fns: _Functions
+) -> str:
+    """The role a function's trigger gives it; records its SNS subscription or S3 notification."""
+    kinds = {ev["Type"] for ev in events.values()}
+    if kinds - set(_TRIGGER_ROLES):
+        raise TemplateDrift(
+            f"{lid}: no local stand-in for event type(s) {sorted(kinds - set(_TRIGGER_ROLES))}"
+        )
+    if len(kinds) > 1:
+        raise TemplateDrift(f"{lid}: one trigger kind per function expected, found {sorted(kinds)}")
+    for ev in events.values():
+        evp = ev.get("Properties", {})
+        if ev["Type"] == "SNS":
+            if _ref_target(evp.get("Topic")) != topic_id:
+                raise TemplateDrift(f"{lid}: subscribes to {evp.get('Topic')!r}, not to {topic_id}")
+            fns.sns_subscribers.append(lid)
+        elif ev["Type"] == "S3":
+            if _ref_target(evp.get("Bucket")) != ingest_id:
+                raise TemplateDrift(f"{lid}: notified by {evp.get('Bucket')!r}, not by the ingest bucket")
+            fns.s3_notified.append((lid, evp))
+    return _TRIGGER_ROLES[kinds.pop()] if kinds else "compute"
 
 
 def _properties_of(resources: Mapping[str, Any], kind: str, names: tuple[str, ...]) -> dict[str, Any]:
@@ -477,159 +366,3 @@ def _properties_of(resources: Mapping[str, Any], kind: str, names: tuple[str, ..
         raise TemplateDrift(f"template.yaml must define exactly one {kind}, found {len(found)}")
     props = found[0].get("Properties", {})
     return {k: props[k] for k in names if k in props}
-
-
-# ------------------------------------------------------------------------------- resources
-
-
-def _ensure_bucket(s3, name: str) -> None:
-    region = s3.meta.region_name or "us-east-1"
-    kwargs: dict[str, Any] = {"Bucket": name}
-    if region != "us-east-1":
-        # Outside us-east-1, S3 insists on a LocationConstraint matching the endpoint's region.
-        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    try:
-        s3.create_bucket(**kwargs)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass  # a restart against a still-running endpoint: keep the data
-
-
-def _apply_bucket_properties(s3, name: str, props: Mapping[str, Any]) -> None:
-    sse = props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration")
-    if sse:
-        # CloudFormation says ServerSideEncryptionByDefault, the S3 API ApplyServerSideEncryptionByDefault.
-        rules = [{"ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"]} for r in sse]
-        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
-    pab = props.get("PublicAccessBlockConfiguration")
-    if pab:
-        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=dict(pab))
-    own = props.get("OwnershipControls")
-    if own:
-        s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=dict(own))
-
-
-def _queue_policy(queue_arn: str, source_arn: str, service: str) -> str:
-    # Real SQS (and LocalStack) drop deliveries that no queue policy allows; moto does not
-    # check, but the stand-in should be right wherever it runs.
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "AllowDeliveryFromSource",
-                    "Effect": "Allow",
-                    "Principal": {"Service": service},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}},
-                }
-            ],
-        }
-    )
-
-
-def _ensure_queue(sqs, name: str, source_arn: str, service: str) -> tuple[str, str]:
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": _queue_policy(arn, source_arn, service)})
-    return url, arn
-
-
-def _drop_s3_test_events(sqs, url: str) -> None:
-    """Consume the ``s3:TestEvent`` S3 sends when a notification is configured.
-
-    It is not an object event; leaving it would make the dispatcher's first ingest batch a
-    rejected one. Anything else found (there should be nothing yet) is left in the queue.
-    """
-    resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0)
-    for msg in resp.get("Messages", []):
-        try:
-            is_test = json.loads(msg["Body"]).get("Event") == "s3:TestEvent"
-        except (ValueError, AttributeError):
-            is_test = False
-        if is_test:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
-
-
-def create_local_resources(
-    plan: LocalPlan,
-    *,
-    s3=None,
-    sns=None,
-    sqs=None,
-    session=None,
-    endpoint_url: str | None = None,
-) -> dict[str, Any]:
-    """Create the planned resources (idempotent): buckets, topic, queues, subscriptions, notification.
-
-    Parameters
-    ----------
-    plan : LocalPlan
-        From :func:`local_plan`.
-    s3, sns, sqs : boto3 clients, optional
-        Clients to use; any not given is made from *session* and *endpoint_url*.
-    session : boto3.session.Session, optional
-        Used for the clients not given (default: a new session, region ``us-east-1``).
-    endpoint_url : str, optional
-        Endpoint for the clients made here (moto server, LocalStack); default: boto3's own
-        resolution, which honours ``AWS_ENDPOINT_URL``.
-
-    Returns
-    -------
-    dict
-        ``topic_arn``; ``queue_urls`` (queue name -> URL); ``sync_queue_urls`` (region label
-        -> URL); ``ingest_queue_url``; ``subscription_arns`` (region label -> ARN).
-
-    """
-    if s3 is None or sns is None or sqs is None:
-        import boto3  # only here: the planning half of this module needs no AWS SDK
-
-        session = session or boto3.session.Session(region_name="us-east-1")
-        s3 = s3 or session.client("s3", endpoint_url=endpoint_url)
-        sns = sns or session.client("sns", endpoint_url=endpoint_url)
-        sqs = sqs or session.client("sqs", endpoint_url=endpoint_url)
-
-    for name in (plan.origin_bucket, plan.ingest_bucket, *plan.cache_buckets.values()):
-        _ensure_bucket(s3, name)
-        _apply_bucket_properties(s3, name, plan.bucket_properties.get(name, {}))
-
-    topic_arn = sns.create_topic(Name=plan.topic_name)["TopicArn"]
-
-    queue_urls: dict[str, str] = {}
-    sync_queue_urls: dict[str, str] = {}
-    subscription_arns: dict[str, str] = {}
-    for label, queue in plan.sync_queues.items():
-        url, arn = _ensure_queue(sqs, queue, topic_arn, "sns.amazonaws.com")
-        queue_urls[queue] = sync_queue_urls[label] = url
-        # Raw delivery off: the SQS body is the SNS envelope ({"Type": "Notification",
-        # "Message": ..., "MessageAttributes": ...}), i.e. what Lambda's SNS record carries.
-        subscription_arns[label] = sns.subscribe(
-            TopicArn=topic_arn,
-            Protocol="sqs",
-            Endpoint=arn,
-            Attributes={"RawMessageDelivery": "false"},
-            ReturnSubscriptionArn=True,
-        )["SubscriptionArn"]
-
-    bucket_arn = f"arn:aws:s3:::{plan.ingest_bucket}"
-    ingest_url, ingest_arn = _ensure_queue(sqs, plan.ingest_queue, bucket_arn, "s3.amazonaws.com")
-    queue_urls[plan.ingest_queue] = ingest_url
-    queue_config: dict[str, Any] = {
-        "Id": "ingest",
-        "QueueArn": ingest_arn,
-        "Events": list(plan.ingest_events),
-    }
-    if plan.ingest_filter:
-        queue_config["Filter"] = plan.ingest_filter
-    s3.put_bucket_notification_configuration(
-        Bucket=plan.ingest_bucket, NotificationConfiguration={"QueueConfigurations": [queue_config]}
-    )
-    _drop_s3_test_events(sqs, ingest_url)
-
-    return {
-        "topic_arn": topic_arn,
-        "queue_urls": queue_urls,
-        "sync_queue_urls": sync_queue_urls,
-        "ingest_queue_url": ingest_url,
-        "subscription_arns": subscription_arns,
-    }
