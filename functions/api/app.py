@@ -14,6 +14,7 @@ from functions.engine.errors import BadRequest, DatasetNotFound, OriginUnavailab
 from functions.engine.lazydata import Unreadable
 from functions.engine.reader import CorruptChunk
 from functions.services import Services
+from functions.web import routes as web
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ def create_app(services: Services) -> FastAPI:
         title="Caterva2 serverless",
         description="Caterva2's REST API over Blosc2 chunks in S3, plus read plans and subscriptions.",
         version="0.1.0",
+        # /docs and /redoc are served by the web UI from vendored assets (no CDN)
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     install_error_handlers(app)
@@ -89,5 +93,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(write.router)
     app.include_router(lazy.router)
+    web.install(app)
     app.add_middleware(CollapseSlashes)
     return app
