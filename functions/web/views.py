@@ -10,6 +10,7 @@ import math
 import posixpath
 from dataclasses import dataclass, field
 
+import blosc2
 import numpy as np
 
 from catclient import wire
@@ -160,13 +161,20 @@ def vlmeta_rows(meta: dict) -> list[tuple[str, str]]:
     return [(_short(k), _short(v)) for k, v in vlmeta.items()]
 
 
+def _enum_name(enum, value) -> str:
+    try:
+        return enum(int(value)).name
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def _codec(cparams: dict) -> str | None:
     if not cparams:
         return None
-    parts = [str(cparams.get("codec", "?"))]
+    parts = [_enum_name(blosc2.Codec, cparams.get("codec", "?"))]
     if "clevel" in cparams:
         parts.append(f"clevel {cparams['clevel']}")
-    filters = [str(f) for f in cparams.get("filters", []) if f not in (0, "NOFILTER")]
+    filters = [_enum_name(blosc2.Filter, f) for f in cparams.get("filters", []) if f not in (0, "NOFILTER")]
     if filters:
         parts.append("filters " + ", ".join(filters))
     return "; ".join(parts)

@@ -4,7 +4,7 @@
   const $ = (sel, el = document) => el.querySelector(sel);
   const $$ = (sel, el = document) => Array.from(el.querySelectorAll(sel));
   // A user path as a URL path: each segment encoded, the separators kept
-  const quote = (path) => path.split("/").map(encodeURIComponent).join("/");
+  const quote = (path) => path.split("/").map((s) => encodeURIComponent(s).replace(/%40/g, "@")).join("/");
   const MULTIPART_SLACK = 64 * 1024;
 
   function flash(message, isError) {

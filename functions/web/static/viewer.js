@@ -4,7 +4,7 @@
   const viewer = document.getElementById("viewer");
   if (!viewer) return;
   const $ = (id) => document.getElementById(id);
-  const quote = (path) => path.split("/").map(encodeURIComponent).join("/");
+  const quote = (path) => path.split("/").map((s) => encodeURIComponent(s).replace(/%40/g, "@")).join("/");
   const canvas = $("frame-canvas");
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   const slider = $("frame-slider");
