@@ -8,11 +8,12 @@ PORT ?= 8000
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench bench-smoke example tomo clean help
+.PHONY: run test lint bench bench-smoke example tomo clean help browser
 
 help:
 	@echo "make run [PORT=8000]   start moto + two regional APIs serving root-example"
-	@echo "make test              lint + the whole offline test suite"
+	@echo "make test              lint + the whole offline test suite (installs chromium for the browser tests)"
+	@echo "make browser           install Debian's chromium for the web UI's browser tests (root + apt)"
 	@echo "make bench             benchmarks (writes bench/results/<date>-<commit>.json)"
 	@echo "make bench-smoke       the benchmarks on tiny data, once (no install; /tmp/bench-smoke.json)"
 	@echo "make example           regenerate root-example/ (small datasets)"
@@ -30,7 +31,19 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m infra.local --port $(PORT)
 
-test: $(STAMP)
+# The web UI's browser tests drive Debian's chromium (Playwright never downloads a browser here).
+# Installed when missing and possible (root with apt-get); otherwise those tests skip, loudly.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (Debian) for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "WARNING: chromium is missing and cannot be installed here (needs root + apt-get): browser tests will be skipped"; \
+	  fi; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

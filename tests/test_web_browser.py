@@ -32,13 +32,16 @@ def _chromium() -> str | None:
     """Debian's Chromium, installed with apt when missing and possible (as ``make test`` does)."""
     if shutil.which("chromium") is None and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, timeout=600)
         subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=False, timeout=600)
     return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    playwright_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
+    )
     executable = _chromium()
     if executable is None:
         message = (
@@ -98,7 +101,8 @@ def session(browser, api_url):
 
 def table_values(page) -> list[list[str]]:
     return page.eval_on_selector_all(
-        "#values tbody tr", "rows => rows.map(r => Array.from(r.querySelectorAll('td')).map(td => td.textContent))"
+        "#values tbody tr",
+        "rows => rows.map(r => Array.from(r.querySelectorAll('td')).map(td => td.textContent))",
     )
 
 
@@ -217,7 +221,13 @@ def test_login_upload_open_delete(session, stack):
     name = f"up-{RUN}.b2nd"
     page.set_input_files(
         "section.upload input[type=file]",
-        files=[{"name": name, "mimeType": "application/octet-stream", "buffer": blosc2.asarray(values).to_cframe()}],
+        files=[
+            {
+                "name": name,
+                "mimeType": "application/octet-stream",
+                "buffer": blosc2.asarray(values).to_cframe(),
+            }
+        ],
     )
     link = page.locator(f'li.file[data-path="@personal/{name}"] a')
     link.wait_for(timeout=10000)  # the page reloads once the upload answered
@@ -260,8 +270,11 @@ def test_a_large_upload_goes_through_the_presigned_put(session, stack):
     s3 = stack.client("s3")
     s3.put_bucket_cors(
         Bucket=plan.ingest_bucket,
-        CORSConfiguration={"CORSRules": [{"AllowedOrigins": [session.base], "AllowedMethods": ["PUT"],
-                                          "AllowedHeaders": ["*"]}]},
+        CORSConfiguration={
+            "CORSRules": [
+                {"AllowedOrigins": [session.base], "AllowedMethods": ["PUT"], "AllowedHeaders": ["*"]}
+            ]
+        },
     )
     payload = stack.regions[0].services.settings.payload_limit
     values = np.random.default_rng(5).integers(0, 2**62, payload // 8 + 20_000, dtype=np.int64)
@@ -271,8 +284,10 @@ def test_a_large_upload_goes_through_the_presigned_put(session, stack):
     name = f"big-{RUN}.b2nd"
     seen = []
     session.page.on("request", lambda req: seen.append((req.method, urlparse(req.url).path)))
-    session.page.set_input_files("section.upload input[type=file]",
-                                 files=[{"name": name, "mimeType": "application/octet-stream", "buffer": frame}])
+    session.page.set_input_files(
+        "section.upload input[type=file]",
+        files=[{"name": name, "mimeType": "application/octet-stream", "buffer": frame}],
+    )
     session.page.locator(f'li.file[data-path="@personal/{name}"]').wait_for(timeout=20000)
     assert ("POST", f"/api/upload-url/@personal/{name}") in seen
     assert any(method == "PUT" and "_staging/" in path for method, path in seen)
