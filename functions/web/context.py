@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +11,7 @@ from functions.engine.errors import BadRequest, TooLarge
 from functions.engine.paths import split_path
 from functions.engine.spaces import PERSONAL, SHARED, Principal
 from functions.services import Services
-from functions.web import data, markdown, views
+from functions.web import data, markdown, png, views
 
 #: Bytes of a file read for its preview (Markdown rendered, text shown, else hex)
 MARKDOWN_BYTES = 512 << 10
@@ -162,8 +161,6 @@ class FrameQuery:
 
 def frame(services: Services, who: Principal, path: str, query: FrameQuery) -> tuple[bytes, dict]:
     """PNG bytes of one frame and headers describing it (window used, stride, value range)."""
-    from functions.web import png
-
     meta = data.info(services, who, path)
     mode = views.image_mode(meta) if "shape" in meta else None
     if mode is None:
@@ -171,9 +168,7 @@ def frame(services: Services, who: Principal, path: str, query: FrameQuery) -> t
             f"{path} cannot be shown as an image (it needs a 2-D, 3-D or 4-D RGB(A) number array)"
         )
     step = views.frame_step(meta["shape"], mode)
-    plane = np.asarray(
-        data.values(services, who, path, views.frame_key(meta["shape"], mode, query.index, step))
-    )
+    plane = data.plane(services, who, path, views.frame_key(meta["shape"], mode, query.index, step))
     if plane.dtype.kind == "b":
         plane = plane.astype(np.uint8)
     default_full = mode == "colour" and plane.dtype == np.uint8 and query.plo is None
@@ -196,8 +191,3 @@ def frame(services: Services, who: Principal, path: str, query: FrameQuery) -> t
         "Cache-Control": "private, max-age=0",
     }
     return body, headers
-
-
-def parent_of(path: str) -> str:
-    """The directory (or root) a path is in."""
-    return posixpath.dirname(path) or path

@@ -58,10 +58,9 @@ def values(
     return blosc2.ndarray_from_cframe(body)[()]
 
 
-def plane(services: Services, who: Principal, path: str, index: tuple[int, ...], ndim: int) -> np.ndarray:
-    """The 2-D (or 2-D x colour) plane at leading *index*: reads only the chunks it touches."""
-    key = ", ".join([str(i) for i in index] + [":"] * (ndim - len(index)))
-    return values(services, who, path, key)
+def plane(services: Services, who: Principal, path: str, key: str) -> np.ndarray:
+    """One image plane (*key* fixes the leading indices): reads only the chunks it touches."""
+    return np.asarray(values(services, who, path, key))
 
 
 def file_head(services: Services, who: Principal, path: str, nbytes: int) -> tuple[bytes, int]:
