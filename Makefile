@@ -17,13 +17,14 @@ ENV_FILE ?= .cat-local.env
 # Where --tomo and make tomo build the published root (git-ignored; root-example/ stays as committed)
 TOMO_ROOT := .cache/root-tomo
 
-.PHONY: run test lint bench bench-smoke example tomo clean help
+.PHONY: run test lint bench bench-smoke example tomo clean help browser
 
 help:
 	@echo "make run [PORT=8000] [ARGS=...]  start moto + two regional APIs serving root-example;"
 	@echo "                       ARGS are python -m infra.local's options, e.g. ARGS=\"--tomo --regions 3\";"
 	@echo "                       writes $(ENV_FILE) (set -a; . ./$(ENV_FILE); set +a) while it runs"
-	@echo "make test              lint + the whole offline test suite"
+	@echo "make test              lint + the whole offline test suite (installs chromium for the browser tests)"
+	@echo "make browser           install Debian's chromium for the web UI's browser tests (root + apt)"
 	@echo "make bench             benchmarks (writes bench/results/<date>-<commit>.json)"
 	@echo "make bench-smoke       the benchmarks on tiny data, once (no install; /tmp/bench-smoke.json)"
 	@echo "make example           regenerate the tracked root-example/ (small datasets)"
@@ -54,7 +55,19 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m infra.local --port $(PORT) --env-file $(ENV_FILE) $(ARGS)
 
-test: $(STAMP)
+# The web UI's browser tests drive Debian's chromium (Playwright never downloads a browser here).
+# Installed when missing and possible (root with apt-get); otherwise those tests skip, loudly.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (Debian) for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "WARNING: chromium is missing and cannot be installed here (needs root + apt-get): browser tests will be skipped"; \
+	  fi; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

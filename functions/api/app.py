@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from functions.api import auth, errors, lazy, read, write
 from functions.services import Services
+from functions.web import routes as web
 
 _SLASHES = re.compile(r"/{2,}")
 
@@ -34,6 +35,9 @@ def create_app(services: Services) -> FastAPI:
         title="Caterva2 serverless",
         description="Caterva2's REST API over Blosc2 chunks in S3, plus read plans and subscriptions.",
         version="0.1.0",
+        # /docs and /redoc are served by the web UI from vendored assets (no CDN)
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     errors.install(app)
@@ -41,5 +45,6 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(write.router)
     app.include_router(lazy.router)
+    web.install(app)
     app.add_middleware(CollapseSlashes)
     return app

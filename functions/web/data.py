@@ -1,0 +1,82 @@
+"""Every call the web UI makes into the domain services, in one place.
+
+The pages and frames use only these functions, so a change in the engine's
+read API (names, how a path is located) is absorbed here.  Each function takes
+the process's :class:`~functions.services.Services` and the caller
+(:class:`~functions.engine.spaces.Principal`) and goes through
+:func:`~functions.engine.spaces.resolve` and the read service exactly as the JSON
+API does: the UI can reach exactly what the API lets the caller reach.
+"""
+
+from __future__ import annotations
+
+import blosc2
+import numpy as np
+
+from functions.engine.reads import FetchParams
+from functions.engine.region import CacheStats
+from functions.engine.spaces import PERSONAL, PUBLIC, SHARED, Principal, resolve
+from functions.services import Services
+
+#: Spaces a signed-in user may write to (published roots are read-only through the API)
+WRITABLE_SPACES = (PERSONAL, SHARED, PUBLIC)
+
+
+
+
+def roots(services: Services, who: Principal) -> dict[str, dict]:
+    """``{name: {"name", "subscribed"}}`` of the roots *who* sees."""
+    return services.read.roots(who)
+
+
+def list_tree(services: Services, who: Principal, root: str, rel: str = "") -> list[str]:
+    """Every file below ``root/rel``, relative to it, sorted."""
+    return services.read.list(resolve(f"{root}/{rel}" if rel else root, who), who)
+
+
+def info(services: Services, who: Principal, path: str) -> dict:
+    """Caterva2's metadata JSON of a dataset, file, directory or root."""
+    return services.read.info(resolve(path, who), who)
+
+
+def values(
+    services: Services,
+    who: Principal,
+    path: str,
+    slice_: str | None = None,
+    *,
+    filter: str | None = None,
+    field: str | None = None,
+) -> np.ndarray:
+    """A selection of an n-d dataset (stored or lazy) as numpy, as ``/api/fetch`` would answer it."""
+    loc = resolve(path, who, allow_root_only=False)
+    body = services.read.fetch(loc, FetchParams(slice_, field, filter), CacheStats(), who)
+    return blosc2.ndarray_from_cframe(body)[()]
+
+
+def plane(services: Services, who: Principal, path: str, key: str) -> np.ndarray:
+    """One image plane (*key* fixes the leading indices): reads only the chunks it touches."""
+    return np.asarray(values(services, who, path, key))
+
+
+def file_head(services: Services, who: Principal, path: str, nbytes: int) -> tuple[bytes, int]:
+    """The first *nbytes* of a plain file or SChunk, and its whole size in bytes."""
+    meta = info(services, who, path)
+    size = int(meta.get("nbytes", 0))
+    if not size:
+        return b"", 0
+    loc = resolve(path, who, allow_root_only=False)
+    params = FetchParams(slice_=f"0:{min(nbytes, size)}")
+    body = services.read.fetch(loc, params, CacheStats(), who)
+    return bytes(blosc2.schunk_from_cframe(body)[:]), size
+
+
+def writable(who: Principal, path: str) -> bool:
+    """Whether *who* may write at *path* (the check every write endpoint makes)."""
+    if not who.authenticated:
+        return False
+    try:
+        resolve(path, who, write=True)
+    except (PermissionError, LookupError, ValueError):
+        return False
+    return True
