@@ -26,19 +26,12 @@ import os
 import sys
 from pathlib import Path
 
+from catclient.wire import human_bytes
 from functions.engine.content import NotBlosc2
 from functions.engine.errors import BadRequest
 from functions.engine.paths import split_path
 from functions.engine.publish import Conflict, PublishResult
 from functions.settings import Settings
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result.to_json()), flush=True)
         elif not args.quiet:
             extra = (
-                f"  {result.uploaded_chunks} chunk(s), {_human(result.uploaded_bytes)}"
+                f"  {result.uploaded_chunks} chunk(s), {human_bytes(result.uploaded_bytes)}"
                 if result.uploaded_chunks
                 else ""
             )
@@ -117,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         changed = sum(r.status in ("published", "deleted") for r in results)
         sent = sum(r.uploaded_bytes for r in results)
-        print(f"{args.root}: {changed} of {len(results)} dataset(s) changed, {_human(sent)} uploaded")
+        print(f"{args.root}: {changed} of {len(results)} dataset(s) changed, {human_bytes(sent)} uploaded")
     return 1 if failed else 0
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from catclient.wire import human_bytes
 from functions.api.auth import Caller
 from functions.api.deps import services_of
 from functions.engine.errors import BadRequest, TooLarge
@@ -61,13 +62,11 @@ class MoveCopyBody(BaseModel):
     dst: str = Field(max_length=_MAX_PATH_FIELD, description="destination path (a directory receives src)")
 
 
-def _human(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 10**5 else f"{n} B"
 
 
 def _over_payload(size: int, limit: int, path: str) -> TooLarge:
     return TooLarge(
-        f"the request is {_human(size)}, over this API's payload limit of {_human(limit)}: "
+        f"the request is {human_bytes(size)}, over this API's payload limit of {human_bytes(limit)}: "
         f"upload it through POST /api/upload-url/{path} (a presigned S3 PUT, then POST the "
         f"commit URL it returns); catclient does this by itself"
     )
@@ -80,8 +79,8 @@ async def _file_field(request: Request, path: str) -> tuple[str | None, bytes]:
     if length.isdigit():
         size = int(length)
         if settings.max_upload_bytes and size > settings.max_upload_bytes + _MULTIPART_SLACK:
-            limit = _human(settings.max_upload_bytes)
-            raise TooLarge(f"the upload is {_human(size)}, over this server's limit of {limit}")
+            limit = human_bytes(settings.max_upload_bytes)
+            raise TooLarge(f"the upload is {human_bytes(size)}, over this server's limit of {limit}")
         if settings.payload_limit and size > settings.payload_limit:
             raise _over_payload(size, settings.payload_limit, path)
     form = await request.form(max_files=1, max_fields=8)

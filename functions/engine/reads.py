@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import blosc2
 import numpy as np
 
 from catclient import wire
+from catclient.wire import human_bytes
 from functions.engine import expr, spaces
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
 from functions.engine.lazydata import LazyDatasets, MayRead
@@ -67,6 +67,11 @@ class FetchParams:
         """
         key = wire.parse_indices(self.indices)
         return key if key is not None else wire.parse_slice(self.slice_, ndim)
+
+    @property
+    def key_given(self) -> bool:
+        """Whether a part of the dataset was asked for (not the whole of it)."""
+        return bool(self.slice_ or self.indices or self.field or self.filter)
 
 
 class ReadService:
@@ -214,8 +219,8 @@ class ReadService:
     def _check_size(self, nbytes: int, what: str, hint: str) -> None:
         if self.response_limit and nbytes > self.response_limit:
             raise TooLarge(
-                f"{what} is {_human(nbytes)}, over this server's response limit of "
-                f"{_human(self.response_limit)}: {hint}"
+                f"{what} is {human_bytes(nbytes)}, over this server's response limit of "
+                f"{human_bytes(self.response_limit)}: {hint}"
             )
 
     def _lazy(self, m: Manifest) -> LazyDatasets:
@@ -240,11 +245,9 @@ class ReadService:
             m = self.manifest(loc)
             if m.kind == Kind.LAZY:
                 return self._fetch_lazy(m, params, self._may_read(who))
-            if m.kind == Kind.NDARRAY:
-                return self._fetch_ndarray(m, params, stats)
-            if params.field or params.filter or params.indices:
+            if m.kind != Kind.NDARRAY and (params.field or params.filter or params.indices):
                 raise BadRequest(f"field, filter and indices apply to n-d arrays; {loc.rel} is a {m.kind}")
-            return self._fetch_schunk(m, params.slice_, stats)
+            return self._fetch_stored(m, params, stats)
 
     def _fetch_lazy(self, m: Manifest, params: FetchParams, may_read: MayRead) -> bytes:
         if params.field or params.filter:
@@ -259,76 +262,46 @@ class ReadService:
         self._check_size(len(body), "the computed selection", "ask for a smaller slice, or read chunk-wise")
         return body
 
-    def _fetch_ndarray(self, m: Manifest, params: FetchParams, stats: CacheStats) -> bytes:
+    def _fetch_stored(self, m: Manifest, params: FetchParams, stats: CacheStats) -> bytes:
+        """The selection through the one pipeline client and server share (``wire.read_frame``)."""
         geo = m.geometry
-        dtype = wire.dtype_from_str(geo.dtype)
-        if params.field or params.filter:
-            if not dtype.fields:
-                raise BadRequest(f"field and filter need a structured dtype; {m.path} is {geo.dtype}")
-            if params.field and params.field not in dtype.fields:
-                raise BadRequest(f"no field {params.field!r} in {m.path}; fields: {', '.join(dtype.fields)}")
+        whole_hint = "ask for slices, or read chunk-wise via /api/chunk"
+        limits = wire.Limits(
+            response=self.response_limit or None,
+            hint="ask for a smaller slice, or read chunk-wise" if params.key_given else whole_hint,
+            name=m.path,
+        )
         try:
-            key = params.key(len(geo.shape))
-            box, _, touched = wire.key_plan(key, geo.shape, geo.chunks) if geo.shape else ((), (), [0])
+            key = wire.parse_key(geo, params.slice_, params.indices)
+            return wire.read_frame(
+                geo,
+                key,
+                lambda indices: self.region.chunks(m, indices, stats),
+                limits=limits,
+                chunk_sizes=[r.size for r in m.refs],
+                post=self._post_step(m, params),
+            )
+        except wire.SelectionTooLarge as exc:
+            raise TooLarge(str(exc)) from None
         except (wire.SliceError, IndexError, TypeError) as exc:
             raise BadRequest(str(exc)) from None
-        plain = not (key or params.field or params.filter)
-        if plain:
-            self._check_size(
-                m.content.cbytes, f"{m.path}", "ask for slices, or read chunk-wise via /api/chunk"
-            )
-            arr = wire.assemble_ndarray(geo, self.region.chunks(m, range(len(m.refs)), stats))
-            return arr.to_cframe()
-        box_bytes = math.prod(s.stop - s.start for s in box) * dtype.itemsize if geo.shape else dtype.itemsize
-        if box_bytes > MAX_SELECTION_BYTES:
-            raise TooLarge(f"the selection spans {_human(box_bytes)}; ask for smaller slices")
-        if self.response_limit and not (params.field or params.filter or params.indices):
-            # Refuse what is sure to be too large before reading, decompressing and
-            # recompressing it (a 50 MB slice took ~0.15 s to be refused afterwards).
-            # The estimate scales the touched chunks' compressed size to the part of
-            # them selected; only a clear excess (2x) is refused here, the exact check
-            # on the compressed answer below stays.
-            touched_raw = len(touched) * math.prod(geo.chunks) * dtype.itemsize
-            estimate = sum(m.refs[i].size for i in touched) * box_bytes / max(1, touched_raw)
-            if estimate > 2 * self.response_limit:
-                self._check_size(
-                    int(estimate),
-                    "the selection (compressed, estimated)",
-                    "ask for a smaller slice, or read chunk-wise",
-                )
-        chunks = self.region.chunks(m, touched, stats)
-        try:
-            result = wire.select_ndarray(geo, chunks, key)
-        except (wire.SliceError, IndexError) as exc:
-            raise BadRequest(str(exc)) from None
-        if params.filter:
-            result = _apply_filter(result, params.filter)
-        if params.field:
-            result = np.ascontiguousarray(result[params.field])
-        body = wire.to_cframe(result)
-        self._check_size(len(body), "the selection", "ask for a smaller slice, or read chunk-wise")
-        return body
 
-    def _fetch_schunk(self, m: Manifest, slice_: str | None, stats: CacheStats) -> bytes:
-        geo = m.geometry
-        try:
-            key = wire.parse_slice(slice_, 1)
-            items = wire.schunk_item_range(key, geo.nitems)
-        except wire.SliceError as exc:
-            raise BadRequest(str(exc)) from None
-        if not key:
-            self._check_size(m.content.cbytes, m.path, "ask for a slice_ of it, or read chunk-wise")
-            chunks = self.region.chunks(m, range(len(m.refs)), stats)
-            return wire.assemble_schunk(geo, [chunks[i] for i in range(len(m.refs))]).to_cframe()
-        touched = wire.schunk_touched_chunks(items, geo.items_per_chunk)
-        if len(range(items.start, items.stop, items.step)) * geo.typesize > MAX_SELECTION_BYTES:
-            raise TooLarge("the selection is over 1 GiB; ask for smaller slices")
-        chunks = self.region.chunks(m, touched, stats)
-        data = wire.select_schunk(geo, chunks, items)
-        cparams = wire.transport_cparams(geo.typesize)
-        body = blosc2.SChunk(chunksize=max(len(data), geo.typesize), data=data, cparams=cparams).to_cframe()
-        self._check_size(len(body), "the selection", "ask for a smaller slice")
-        return body
+    def _post_step(self, m: Manifest, params: FetchParams):
+        """The filter and field of a fetch, as a step on the selected array (None: nothing to do)."""
+        if not (params.field or params.filter):
+            return None
+        dtype = wire.dtype_from_str(m.geometry.dtype) if m.kind == Kind.NDARRAY else None
+        if dtype is None or not dtype.fields:
+            raise BadRequest(f"field and filter need a structured dtype; {m.path} is {m.geometry.dtype}")
+        if params.field and params.field not in dtype.fields:
+            raise BadRequest(f"no field {params.field!r} in {m.path}; fields: {', '.join(dtype.fields)}")
+
+        def step(result: np.ndarray) -> np.ndarray:
+            if params.filter:
+                result = _apply_filter(result, params.filter)
+            return np.ascontiguousarray(result[params.field]) if params.field else result
+
+        return step
 
     def download(
         self, loc: Location, *, blosc2_encoding: bool, stats: CacheStats, who: Principal
@@ -371,14 +344,8 @@ class ReadService:
             if m.kind == Kind.LAZY:
                 raise BadRequest(f"{loc.path} is computed on read and has no stored chunks: use /api/fetch")
             try:
-                if m.kind == Kind.NDARRAY:
-                    key = wire.parse_slice(slice_, len(geo.shape))
-                    touched = wire.touched_chunks(geo.shape, geo.chunks, key)
-                else:
-                    key = wire.parse_slice(slice_, 1)
-                    touched = wire.schunk_touched_chunks(
-                        wire.schunk_item_range(key, geo.nitems), geo.items_per_chunk
-                    )
+                key = wire.parse_key(geo, slice_)
+                touched = wire.plan_chunks(geo, key)
             except wire.SliceError as exc:
                 raise BadRequest(str(exc)) from None
             self.region.ensure_cached(m, touched, stats)
@@ -474,12 +441,3 @@ def _info_json(m: Manifest) -> dict:
             "accept_ranges": "none",
         }
     return {**schunk, "mtime": m.mtime, "version": m.version, "accept_ranges": "none"}
-
-
-def _human(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"

@@ -22,6 +22,7 @@ import blosc2
 import numpy as np
 
 from catclient import wire
+from catclient.wire import human_bytes
 from functions.engine.content import Loaded, load_bytes, load_object
 from functions.engine.errors import (
     BadRequest,
@@ -48,11 +49,6 @@ MAX_APPEND_ATTEMPTS = 4
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
-def _human(n: int) -> str:
-    for unit, size in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 def _is_dir(entries: dict, rel: str) -> bool:
@@ -143,7 +139,8 @@ class WriteService:
         """Raise :class:`TooLarge` for uploads over ``max_upload_bytes``."""
         if self.max_upload_bytes and nbytes > self.max_upload_bytes:
             raise TooLarge(
-                f"the upload is {_human(nbytes)}, over this server's limit of {_human(self.max_upload_bytes)}"
+                f"the upload is {human_bytes(nbytes)}, over this server's limit of "
+                f"{human_bytes(self.max_upload_bytes)}"
             )
 
     def _check_quota(
@@ -154,8 +151,8 @@ class WriteService:
         used = sum(int(e.get("cbytes", 0)) for p, e in entries.items() if p not in replacing)
         if used + adding > self.user_quota_bytes:
             raise QuotaExceeded(
-                f"this would put {_human(used + adding)} in your @personal space, over your quota of "
-                f"{_human(self.user_quota_bytes)} (in use: {_human(used)}); remove something first"
+                f"this would put {human_bytes(used + adding)} in your @personal space, over your quota of "
+                f"{human_bytes(self.user_quota_bytes)} (in use: {human_bytes(used)}); remove something first"
             )
 
     def usage(self, loc: Location) -> int:
