@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import string
 import sys
@@ -31,27 +30,30 @@ def generate_password() -> str:
 
 def admin_authenticator(pool_id: str, endpoint_url: str | None = None):
     """A :class:`~functions.adapters.cognito.CognitoAuthenticator` for admin operations on *pool_id*."""
-    import boto3
-
     from functions.adapters.cognito import CognitoAuthenticator, pool_region
+    from functions.aws import session
 
-    client = boto3.client("cognito-idp", endpoint_url=endpoint_url, region_name=pool_region(pool_id))
+    # session(): against the local stack, region and credentials default to the emulator's
+    client = session(endpoint_url).client(
+        "cognito-idp", endpoint_url=endpoint_url, region_name=pool_region(pool_id)
+    )
     # Admin calls need no app client: only logins and token checks do
     return CognitoAuthenticator(client, pool_id, "", endpoint_url=endpoint_url)
 
 
 def _parser() -> argparse.ArgumentParser:
+    from functions.settings import Settings
+
+    settings = Settings()
     parser = argparse.ArgumentParser(
         prog="python -m functions.admin",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--pool-id", default=os.environ.get("CAT_USER_POOL_ID", ""), help="user pool id; env CAT_USER_POOL_ID"
-    )
+    parser.add_argument("--pool-id", default=settings.user_pool_id, help="user pool id; env CAT_USER_POOL_ID")
     parser.add_argument(
         "--endpoint-url",
-        default=os.environ.get("AWS_ENDPOINT_URL") or None,
+        default=settings.endpoint_url,
         help="AWS endpoint (moto, LocalStack); env AWS_ENDPOINT_URL",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")

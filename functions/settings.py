@@ -1,77 +1,141 @@
-"""Settings, read from the environment once (at cold start) and passed in everywhere else."""
+"""Settings: every variable a server process or CLI reads, declared once.
+
+Each field's environment name, type, default and meaning live here and nowhere
+else: processes build one :class:`Settings` (Lambda at cold start, the local
+stack and the CLIs at start-up) and pass it in.  ``docs/ARCHITECTURE.md``'s
+environment table is generated from this class (``python -m functions.settings``)
+and a test fails when the two disagree.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "configured", "markdown_table"]
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything configurable about a server process (see docs/ARCHITECTURE.md)."""
+def _env(name: str, doc: str, default, *also: str):
+    """A field read from ``name`` (then from ``also``), documented by ``doc``."""
+    alias = AliasChoices(name, *also) if also else name
+    return Field(default, validation_alias=alias, description=doc)
 
-    origin_bucket: str
-    cache_bucket: str = ""
-    ingest_bucket: str = ""
-    topic_arn: str = ""
-    region_label: str = "local"
-    #: Largest response body, bytes.  Lambda buffers at most 6 MB, ~4.5 MB of
-    #: binary after base64; 0 disables the limit.
-    response_limit: int = 4_500_000
-    #: Seconds a cache-bucket copy of a head is trusted before revalidation.
-    head_ttl: float = 2.0
-    #: Seconds a process trusts its own memo of a head (events show within this).
-    memo_ttl: float = 0.2
-    #: Lifetime of presigned chunk URLs in read plans, seconds (S3 allows ≤ 7 days).
-    presign_ttl: int = 300
-    #: In-process chunk LRU bound, bytes (a warm Lambda container keeps it).
-    lru_bytes: int = 256 << 20
-    compute_function: str = ""
-    #: Parallel compute invocations for one reduction (1 = a single invocation).
-    fanout: int = 8
-    log_level: str = "INFO"
-    endpoint_url: str | None = None
-    #: Cognito user pool and its app client (no secret, USER_PASSWORD_AUTH); empty = no logins.
-    user_pool_id: str = ""
-    user_pool_client_id: str = ""
-    #: Largest request body the API takes, bytes.  Lambda's 6 MB invocation limit
-    #: holds the base64 of a binary body (x4/3), hence ~4.5 MB; bigger uploads go
-    #: through a presigned S3 PUT (``/api/upload-url``).  0 disables the limit.
-    payload_limit: int = 4_500_000
-    #: Largest single upload or append, bytes (also through the presigned flow).
-    max_upload_bytes: int = 100_000_000
-    #: Compressed bytes one user may keep in ``@personal`` (0 = unlimited).
-    user_quota_bytes: int = 1_000_000_000
-    #: Failed logins tolerated per username and per client address per minute.
-    login_failures_per_minute: int = 10
+
+class Settings(BaseSettings):
+    """Everything configurable about a server process and the publishing CLIs.
+
+    Built from the environment (``Settings()``, or :meth:`from_env`); keyword
+    arguments by field name override it (``Settings(origin_bucket="b")``).
+    """
+
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    origin_bucket: str = _env(
+        "CAT_ORIGIN_BUCKET", "origin bucket (chunks, manifests, heads, catalogs); servers require it", ""
+    )
+    cache_bucket: str = _env(
+        "CAT_CACHE_BUCKET", "this region's cache bucket; empty = read the origin directly", ""
+    )
+    ingest_bucket: str = _env("CAT_INGEST_BUCKET", "S3 drop bucket for event-driven publishing", "")
+    topic_arn: str = _env("CAT_TOPIC_ARN", "SNS topic for change events; empty = events are not emitted", "")
+    region_label: str = _env(
+        "CAT_REGION_LABEL",
+        "a name for this API's region in headers/logs (else `AWS_REGION`)",
+        "local",
+        "AWS_REGION",
+    )
+    # Lambda buffers at most 6 MB, ~4.5 MB of binary after base64; 0 disables the limit.
+    response_limit: int = _env("CAT_RESPONSE_LIMIT", "largest response body, bytes (0 = no limit)", 4_500_000)
+    head_ttl: float = _env("CAT_HEAD_TTL", "seconds a cache-bucket copy of a head is trusted", 2.0)
+    # Events show within this: a process re-reads its cache bucket at most every memo_ttl seconds.
+    memo_ttl: float = _env("CAT_MEMO_TTL", "seconds a process trusts its own memo of a head", 0.2)
+    # S3 allows up to 7 days, but a URL signed with a Lambda role's session dies with it (<= 1 h).
+    presign_ttl: int = _env("CAT_PRESIGN_TTL", "lifetime of presigned URLs in read plans, seconds", 300)
+    # A warm Lambda container keeps it between requests; count it in the function's memory.
+    lru_bytes: int = _env("CAT_LRU_BYTES", "in-process chunk cache bound, bytes", 256 << 20)
+    compute_function: str = _env(
+        "CAT_COMPUTE_FUNCTION", "the compute function's name (API only; empty = in-process)", ""
+    )
+    fanout: int = _env("CAT_FANOUT", "parallel compute invocations for one reduction (1 = one)", 8)
+    log_level: str = _env("CAT_LOG_LEVEL", "log level", "INFO")
+    endpoint_url: str | None = _env(
+        "AWS_ENDPOINT_URL", "boto3's standard override (moto server / LocalStack)", None
+    )
+    # USER_PASSWORD_AUTH app client without a secret; empty = no logins.
+    user_pool_id: str = _env("CAT_USER_POOL_ID", "Cognito user pool (API only; empty = no logins)", "")
+    user_pool_client_id: str = _env("CAT_USER_POOL_CLIENT_ID", "the user pool's app client", "")
+    # Lambda's 6 MB invocation limit holds the base64 of a binary body (x 4/3), hence ~4.5 MB;
+    # bigger uploads go through a presigned S3 PUT (/api/upload-url).
+    payload_limit: int = _env(
+        "CAT_PAYLOAD_LIMIT", "largest request body, bytes (bigger uploads use a presigned PUT)", 4_500_000
+    )
+    max_upload_bytes: int = _env(
+        "CAT_MAX_UPLOAD", "largest single upload or append, bytes (0 = unlimited)", 100_000_000
+    )
+    user_quota_bytes: int = _env(
+        "CAT_USER_QUOTA", "compressed bytes a user may keep in `@personal` (0 = unlimited)", 1_000_000_000
+    )
+    login_failures_per_minute: int = _env(
+        "CAT_LOGIN_FAILURES", "failed logins tolerated per user and per address per minute", 10
+    )
+
+    @field_validator("endpoint_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value):
+        # An exported-but-empty AWS_ENDPOINT_URL means "no override", as boto3 reads it.
+        return value or None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build from ``CAT_*`` variables (and ``AWS_ENDPOINT_URL``)."""
-        env = os.environ if env is None else env
-        origin = env.get("CAT_ORIGIN_BUCKET", "")
-        if not origin:
+        """Build for a server process, which needs an origin bucket.
+
+        Parameters
+        ----------
+        env : mapping, optional
+            Variables to read instead of ``os.environ`` (nothing else is read then).
+
+        Raises
+        ------
+        RuntimeError
+            ``CAT_ORIGIN_BUCKET`` is not set.
+        """
+        # model_validate runs no settings sources: a given mapping is all there is
+        settings = cls() if env is None else cls.model_validate(dict(env))
+        if not settings.origin_bucket:
             raise RuntimeError("CAT_ORIGIN_BUCKET is not set: which bucket holds the published data?")
-        return cls(
-            origin_bucket=origin,
-            cache_bucket=env.get("CAT_CACHE_BUCKET", ""),
-            ingest_bucket=env.get("CAT_INGEST_BUCKET", ""),
-            topic_arn=env.get("CAT_TOPIC_ARN", ""),
-            region_label=env.get("CAT_REGION_LABEL") or env.get("AWS_REGION") or "local",
-            response_limit=int(env.get("CAT_RESPONSE_LIMIT", "4500000")),
-            head_ttl=float(env.get("CAT_HEAD_TTL", "2.0")),
-            memo_ttl=float(env.get("CAT_MEMO_TTL", "0.2")),
-            presign_ttl=int(env.get("CAT_PRESIGN_TTL", "300")),
-            lru_bytes=int(env.get("CAT_LRU_BYTES", str(256 << 20))),
-            compute_function=env.get("CAT_COMPUTE_FUNCTION", ""),
-            fanout=int(env.get("CAT_FANOUT", "8")),
-            log_level=env.get("CAT_LOG_LEVEL", "INFO"),
-            endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-            user_pool_id=env.get("CAT_USER_POOL_ID", ""),
-            user_pool_client_id=env.get("CAT_USER_POOL_CLIENT_ID", ""),
-            payload_limit=int(env.get("CAT_PAYLOAD_LIMIT", "4500000")),
-            max_upload_bytes=int(env.get("CAT_MAX_UPLOAD", "100000000")),
-            user_quota_bytes=int(env.get("CAT_USER_QUOTA", "1000000000")),
-            login_failures_per_minute=int(env.get("CAT_LOGIN_FAILURES", "10")),
-        )
+        return settings
+
+
+def configured(env: Mapping[str, str] | None = None) -> bool:
+    """Whether *env* (default ``os.environ``) names an origin bucket, i.e. a server could be built."""
+    env = os.environ if env is None else env
+    return bool(env.get(_variable(Settings.model_fields["origin_bucket"])))
+
+
+def _variable(field) -> str:
+    alias = field.validation_alias
+    names = alias.choices if isinstance(alias, AliasChoices) else [alias]
+    return str(names[0])
+
+
+def _default(value) -> str:
+    if value is None:
+        return "unset"
+    if value == "":
+        return '""'
+    return str(value)
+
+
+def markdown_table() -> str:
+    """The environment table of ``docs/ARCHITECTURE.md``, from the fields of :class:`Settings`."""
+    rows = ["| variable | meaning | default |", "|---|---|---|"]
+    for field in Settings.model_fields.values():
+        rows.append(f"| `{_variable(field)}` | {field.description} | {_default(field.default)} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

@@ -368,8 +368,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--response-limit",
         type=int,
-        default=int(os.environ.get("CAT_RESPONSE_LIMIT", "4500000")),
-        help="largest response body in bytes, as on Lambda (0 = unlimited)",
+        default=Settings().response_limit,
+        help="largest response body in bytes, as on Lambda (0 = unlimited); env CAT_RESPONSE_LIMIT",
     )
     parser.add_argument(
         "--tomo",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from functions.engine.publish import Conflict, PublishResult
 from functions.settings import Settings
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(settings: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cat-publish",
         description="Publish a local directory as a root: Blosc2 chunks to S3, one change event per version.",
@@ -43,12 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("directory", type=Path, help="directory whose files become the root's datasets")
     p.add_argument("--root", required=True, help="root name (e.g. example)")
-    p.add_argument(
-        "--bucket", default=os.environ.get("CAT_ORIGIN_BUCKET"), help="origin bucket (env CAT_ORIGIN_BUCKET)"
-    )
+    p.add_argument("--bucket", default=settings.origin_bucket, help="origin bucket (env CAT_ORIGIN_BUCKET)")
     p.add_argument(
         "--topic-arn",
-        default=os.environ.get("CAT_TOPIC_ARN", ""),
+        default=settings.topic_arn,
         help="SNS topic for change events (env CAT_TOPIC_ARN; empty: no events)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object per dataset")
@@ -58,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; exit codes: 0 ok, 1 bad input, 2 conflict, 4 storage error."""
-    args = _parser().parse_args(argv)
+    env = Settings()
+    args = _parser(env).parse_args(argv)
     if not args.bucket:
         print("cat-publish: error: --bucket (or CAT_ORIGIN_BUCKET) is required", file=sys.stderr)
         return 1
@@ -70,14 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except BadRequest as exc:
         print(f"cat-publish: error: {exc}", file=sys.stderr)
         return 1
-    from functions.aws import build_services
+    # Imported here: boto3 costs start-up time that --help and bad arguments need not pay
+    from functions.aws import build_publisher
 
-    settings = Settings(
-        origin_bucket=args.bucket,
-        topic_arn=args.topic_arn,
-        endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+    publisher = build_publisher(
+        env.model_copy(update={"origin_bucket": args.bucket, "topic_arn": args.topic_arn})
     )
-    publisher = build_services(settings).publisher
 
     def report(result: PublishResult) -> None:
         if args.json:

@@ -401,7 +401,7 @@ def test_a_plane_of_a_64_mib_stack_is_fast_when_warm(stack, api_url):
 
 def test_pages_and_frames_stay_under_the_response_limit(stack, web_root):
     base = stack.regions[0].services
-    settings = dataclasses.replace(base.settings, response_limit=3000)
+    settings = base.settings.model_copy(update={"response_limit": 3000})
     services = Services(
         settings, base.region, base.publisher, base.events, auth=base.auth, staging=base.staging
     )

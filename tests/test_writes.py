@@ -367,7 +367,7 @@ def test_quota_and_upload_limit_answer_413(stack):
     """The same stack's services with small limits, served in-process."""
     writer = _new_writer(stack, "quota")
     base = stack.regions[0].services
-    settings = dataclasses.replace(base.settings, user_quota_bytes=60_000, max_upload_bytes=200_000)
+    settings = base.settings.model_copy(update={"user_quota_bytes": 60_000, "max_upload_bytes": 200_000})
     services = Services(settings, base.region, base.publisher, base.events, auth=base.auth, staging=base.staging)
     rng = np.random.default_rng(1)
     noise = rng.integers(0, 2**62, 5_000, dtype=np.int64)  # ~40 kB that does not compress

@@ -49,7 +49,9 @@ def in_lambda_init() -> bool:
     (not billed to the first request's latency in the same way, and snapshotted
     by SnapStart); off Lambda (tests, the local stack) nothing is built on import.
     """
-    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("CAT_ORIGIN_BUCKET"))
+    from functions.settings import configured
+
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) and configured()
 
 
 def report_event_failures(before: int) -> None:
