@@ -56,3 +56,24 @@ def test_help_is_complete():
     ).stdout
     for word in ("--root", "--bucket", "--topic-arn", "--json", "AWS_ENDPOINT_URL"):
         assert word in out
+
+
+def test_cli_needs_only_the_endpoint_against_the_local_stack(stack, tmp_path):
+    # A new user's shell: no region, no credentials, no AWS config files; just the endpoint
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AWS_ENDPOINT_URL": stack.endpoint_url}
+    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
+    data = tmp_path / "data"
+    write_example(data)
+    out = subprocess.run(
+        [sys.executable, "-m", "infra.publish", str(data), "--root", "bare", *_env_args(stack)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "bare: 9 of 9 dataset(s) changed" in out.stdout
+    users = subprocess.run(
+        [sys.executable, "-m", "functions.admin", "--pool-id", stack.resources["user_pool_id"], "--json",
+         "users", "list"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert users.returncode == 0, users.stderr
+    assert stack.config.demo_user in users.stdout
