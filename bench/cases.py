@@ -858,6 +858,12 @@ def coldstart(ctx: Context) -> dict:
     return out
 
 
+def _frames(ctx: Context) -> dict:
+    from bench.frames import frames
+
+    return frames(ctx)
+
+
 CASES: dict[str, Callable[[Context], dict]] = {
     "reads": reads,
     "small": small_slice,
@@ -867,4 +873,5 @@ CASES: dict[str, Callable[[Context], dict]] = {
     "cache": cache,
     "lazy": lazy,
     "coldstart": coldstart,
+    "frames": _frames,
 }

@@ -369,8 +369,11 @@ def test_frames_are_pngs_of_the_known_values(api_url, web_root):
         assert resp.json()["detail"]
 
 
-def test_a_plane_of_a_64_mib_stack_is_fast_when_warm(stack, api_url):
-    """512x512 planes of the 128x512x512 uint16 tomography (the viewer's scrubbing case)."""
+def test_planes_of_a_64_mib_stack_are_served(stack, api_url):
+    """512x512 planes of the 128x512x512 uint16 tomography (the viewer's scrubbing case).
+
+    Timings are printed, not asserted: ``make bench`` (case ``frames``) reports them as ratios.
+    """
     from infra.example_data import TOMO_BLOCKS, TOMO_CHUNKS, tomography
 
     volume = tomography()
@@ -386,14 +389,15 @@ def test_a_plane_of_a_64_mib_stack_is_fast_when_warm(stack, api_url):
         timings = []
         for i in range(32, 48):  # the same chunks, other planes: what scrubbing does
             start = time.perf_counter()
-            assert client.get(url, params={"i": i}).status_code == 200
+            answer = client.get(url, params={"i": i, "lo": 0, "hi": 65535})
+            assert answer.status_code == 200
+            assert np.array_equal(decode_png(answer.content), png.to_uint8(volume[i], png.Window(0, 65535)))
             timings.append(time.perf_counter() - start)
     median = statistics.median(timings)
     print(
         f"\n512x512 uint16 frame of a 64 MiB stack: cold {cold * 1000:.0f} ms, "
         f"warm median {median * 1000:.0f} ms, max {max(timings) * 1000:.0f} ms"
     )
-    assert median < 0.5 and max(timings) < 1.0
 
 
 # --------------------------------------------------------------------------- Lambda limits, offline docs
