@@ -17,7 +17,14 @@ ENV_FILE ?= .cat-local.env
 # Where --tomo and make tomo build the published root (git-ignored; root-example/ stays as committed)
 TOMO_ROOT := .cache/root-tomo
 
-.PHONY: run test lint bench bench-smoke example tomo clean help browser
+# Caterva2's own test suite wants pytest < 8 (ours: >= 8), hence a venv of its own
+CONF_VENV := .venv-conformance
+CONF_STAMP := $(CONF_VENV)/.installed
+CATERVA2_TESTS := caterva2[tests]==2026.9.2
+# Options of python -m infra.conformance, e.g. CONF_ARGS="--modules test_api --modes login"
+CONF_ARGS ?=
+
+.PHONY: run test lint bench bench-smoke example tomo clean help browser conformance
 
 help:
 	@echo "make run [PORT=8000] [ARGS=...]  start moto + two regional APIs serving root-example;"
@@ -27,6 +34,7 @@ help:
 	@echo "make browser           install Debian's chromium for the web UI's browser tests (root + apt)"
 	@echo "make bench             benchmarks (writes bench/results/<date>-<commit>.json)"
 	@echo "make bench-smoke       the benchmarks on tiny data, once (no install; /tmp/bench-smoke.json)"
+	@echo "make conformance       Caterva2's own test suite against the local stack, both modes (CONF_ARGS=...)"
 	@echo "make example           regenerate the tracked root-example/ (small datasets)"
 	@echo "make tomo              build $(TOMO_ROOT): root-example + the 64 MiB tomography stack"
 	@echo "make sam-check         cfn-lint, sam validate --lint and sam build (SAM CLI in .venv-sam)"
@@ -71,6 +79,15 @@ test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+$(CONF_STAMP): pyproject.toml
+	@test -x $(CONF_VENV)/bin/python || $(PY) -m venv $(CONF_VENV)
+	$(CONF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CONF_VENV)/bin/python -m pip install -q -e ".[local]" "$(CATERVA2_TESTS)" "pytest-timeout>=2.3"
+	@touch "$(CONF_STAMP)"
+
+conformance: $(CONF_STAMP)
+	$(CONF_VENV)/bin/python -m infra.conformance $(CONF_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check . || true
@@ -88,6 +105,6 @@ tomo: $(STAMP)
 	$(BIN)/python -m infra.example_data root-example --tomo-root $(TOMO_ROOT)
 
 clean:
-	rm -rf $(VENV) $(VENV_LOCK) .venv-sam .aws-sam .pytest_cache .ruff_cache .cache
+	rm -rf $(VENV) $(VENV_LOCK) $(CONF_VENV) .venv-sam .aws-sam .pytest_cache .ruff_cache .cache
 
 -include infra/sam.mk

@@ -49,9 +49,12 @@ def in_lambda_init() -> bool:
     (not billed to the first request's latency in the same way, and snapshotted
     by SnapStart); off Lambda (tests, the local stack) nothing is built on import.
     """
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return False
+    # Imported only on Lambda, where the build that follows needs the settings anyway
     from functions.settings import configured
 
-    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) and configured()
+    return configured()
 
 
 def report_event_failures(before: int) -> None:
