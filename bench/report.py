@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from bench.servers import REPO, cat2_version
+from catclient.wire import human_bytes
 
 MB = 1e6
 PACKAGES = ("blosc2", "numpy", "boto3", "botocore", "moto", "fastapi", "uvicorn", "httpx", "caterva2")
@@ -83,7 +84,7 @@ def _s(v: float | None) -> str:
 
 
 def _bytes(n: float) -> str:
-    return f"{n / MB:.2f} MB" if n >= 10_000 else f"{n:.0f} B"
+    return human_bytes(int(n))
 
 
 def _mbs(row: dict | None) -> str:

@@ -14,6 +14,7 @@ import blosc2
 import numpy as np
 
 from catclient import wire
+from catclient.wire import human_bytes
 from functions.engine.errors import BadRequest
 
 #: Rows and columns of one page of the data table
@@ -181,14 +182,7 @@ def _codec(cparams: dict) -> str | None:
 
 
 def _bytes(n) -> str | None:
-    if n is None:
-        return None
-    n = int(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return None
+    return None if n is None else human_bytes(int(n))
 
 
 # ---------------------------------------------------------------------- values
