@@ -7,7 +7,9 @@ uses (``urlbase``, ``timeout``, ``stats``, ``workers``) before calling
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +25,26 @@ from catclient.errors import (
     Unauthorized,
     error_for,
 )
+
+#: Attempts at one request (see :meth:`Session._send`).
+REQUEST_ATTEMPTS = 3
+IDEMPOTENT = frozenset({"GET", "HEAD"})
+#: Answers that say "try again shortly": a gateway's or an overloaded function's.
+RETRY_STATUSES = frozenset({502, 503, 504})
+#: Longest wait between attempts, seconds; a longer Retry-After is cut to it.
+MAX_WAIT = 2.0
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds before attempt *attempt* + 2: 0.1, 0.2, 0.4 ... with jitter, at most MAX_WAIT."""
+    return min(MAX_WAIT, 0.1 * 2**attempt) * (0.5 + random.random() / 2)
+
+
+def _retry_after(value: str | None, attempt: int) -> float:
+    try:
+        return min(MAX_WAIT, max(0.0, float(value))) if value else _backoff(attempt)
+    except ValueError:  # an HTTP date: not worth parsing for a wait this short
+        return _backoff(attempt)
 
 
 class Session:
@@ -159,8 +181,7 @@ class Session:
         """One API request; HTTP and network errors become :mod:`catclient.errors` exceptions."""
         hdrs = {**(self._auth_headers if auth else {}), **(headers or {})}
         try:
-            resp = self._http.request(method, url, params=params, json=json, data=data, files=files,
-                                      headers=hdrs)
+            resp = self._send(method, url, params=params, json=json, data=data, files=files, headers=hdrs)
         except httpx.TimeoutException as exc:
             raise ServerUnavailable(f"timed out after {self.timeout}s talking to {self.urlbase}: {exc}",
                                     url=url) from None
@@ -177,6 +198,36 @@ class Session:
         if resp.status_code >= 400:
             raise error_for(resp, endpoint, optional)
         return resp
+
+    def _send(self, method: str, url: str, **kw) -> httpx.Response:
+        """Send one request, again (with backoff) when that is safe and may help.
+
+        A request whose connection could not be opened was never sent: any method is
+        sent again.  An idempotent one (GET, HEAD) is also sent again when the
+        connection dropped mid-answer (a reset by a proxy or a recycled keep-alive
+        connection) or the answer is 502/503/504, honouring a short ``Retry-After``.
+        Timeouts are not retried: the caller's patience is ``timeout``, not a multiple.
+        """
+        idempotent = method in IDEMPOTENT
+        for attempt in range(REQUEST_ATTEMPTS):
+            last = attempt + 1 == REQUEST_ATTEMPTS
+            try:
+                resp = self._http.request(method, url, **kw)
+            except httpx.ConnectError:
+                if last:
+                    raise
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+                if last or not idempotent:
+                    raise
+            else:
+                if last or not idempotent or resp.status_code not in RETRY_STATUSES:
+                    return resp
+                time.sleep(_retry_after(resp.headers.get("retry-after"), attempt))
+                self.stats.add(retries=1)
+                continue
+            time.sleep(_backoff(attempt))
+            self.stats.add(retries=1)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _json(self, method: str, endpoint: str, path: str | None = None, *, slash: bool = True, **kw) -> Any:
         resp = self._request(method, self._url(endpoint, path, slash=slash), endpoint, **kw)

@@ -28,6 +28,8 @@ class TransferStats:
         Chunks found in the local cache (not transferred at all).
     bytes_received : int
         Body bytes received, from the API and from S3.
+    retries : int
+        Requests sent again after a dropped connection or a 502/503/504.
 
     """
 
@@ -37,6 +39,7 @@ class TransferStats:
     api_chunk_requests: int = 0
     cache_hits: int = 0
     bytes_received: int = 0
+    retries: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()

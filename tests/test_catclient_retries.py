@@ -1,0 +1,84 @@
+"""catclient sends an idempotent request again after a dropped connection or a 502/503/504."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from catclient import Client
+from catclient.errors import ServerUnavailable
+
+INFO = {"shape": [3], "chunks": [3], "blocks": [3], "dtype": "<i8"}
+
+
+class Flaky:
+    """An HTTP server on 127.0.0.1 that misbehaves for the first *bad* requests, then answers.
+
+    ``mode`` ``"reset"`` closes the connection after reading a request (what a proxy
+    recycling a keep-alive connection does); ``"503"`` answers 503 with ``Retry-After: 0``.
+    """
+
+    def __init__(self, bad: int, mode: str) -> None:
+        self.bad, self.mode, self.seen = bad, mode, []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                head = conn.recv(65536).decode("latin-1")
+                if not head:
+                    continue
+                self.seen.append(head.split(" ", 2)[:2])
+                if len(self.seen) <= self.bad:
+                    if self.mode == "reset":
+                        continue  # closed without an answer
+                    body, status = b'{"detail": "busy"}', "503 Service Unavailable\r\nRetry-After: 0"
+                else:
+                    body, status = json.dumps(INFO).encode(), "200 OK"
+                conn.sendall(
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+                )
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def flaky(request):
+    server = Flaky(*request.param)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("flaky", [(2, "reset"), (2, "503")], indirect=True, ids=["reset", "503"])
+def test_a_get_survives_two_bad_answers(flaky):
+    with Client(flaky.url, cache_dir=None) as client:
+        assert client.get_info("@public/x.b2nd")["shape"] == [3]
+        assert client.stats.retries == 2
+    assert [m for m, _ in flaky.seen] == ["GET"] * 3
+
+
+@pytest.mark.parametrize("flaky", [(5, "reset")], indirect=True)
+def test_it_gives_up_after_three_attempts_with_a_clear_error(flaky):
+    with Client(flaky.url, cache_dir=None) as client, pytest.raises(ServerUnavailable, match="cannot reach"):
+        client.get_info("@public/x.b2nd")
+    assert len(flaky.seen) == 3
+
+
+@pytest.mark.parametrize("flaky", [(1, "reset")], indirect=True)
+def test_a_post_is_not_sent_twice_after_a_dropped_answer(flaky):
+    # The server may have acted on it: a move or an upload must not happen twice
+    with Client(flaky.url, cache_dir=None) as client, pytest.raises(ServerUnavailable):
+        client.move("@personal/a.b2nd", "@personal/b.b2nd")
+    assert [m for m, _ in flaky.seen] == ["POST"]
