@@ -86,6 +86,18 @@ def _mirror_before_requests(mirror: Mirror) -> None:
     httpx.Client.send = wrap(httpx.Client.send)
 
 
+def _free_or_any(port: int) -> int:
+    """*port* if nothing listens on it on 127.0.0.1, else 0 (any free port)."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
+
+
 class StackServices:
     """Stands in for ``caterva2.tests.services.ManagedServices``: same constructor and methods."""
 
@@ -99,7 +111,9 @@ class StackServices:
         """Start the local stack and publish every root's files into it."""
         from infra.local import LocalStack, StackConfig
 
-        config = StackConfig(port=0, regions=1, root_dir=None, head_ttl=1.0, response_limit=0)
+        # Port 8000 when it is free: the suite's CLI tests read the server's URL from its
+        # caterva2.toml ("http://localhost:8000"), as the reference's fixtures bind it
+        config = StackConfig(port=_free_or_any(8000), regions=1, root_dir=None, head_ttl=1.0, response_limit=0)
         self.stack = LocalStack(config).start(publish=False)
         publisher = self.stack.regions[0].services.publisher
         for root in self.roots:
@@ -116,8 +130,8 @@ class StackServices:
         """Nothing to wait for: :meth:`stop_all` returns once everything stopped."""
 
     def get_urlbase(self) -> str:
-        """The regional API's URL."""
-        return self.stack.api_url
+        """The regional API's URL, spelt with ``localhost`` as the reference's fixtures spell it."""
+        return self.stack.api_url.replace("127.0.0.1", "localhost")
 
 
 def make_sub_user(services: StackServices):
