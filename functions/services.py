@@ -13,6 +13,7 @@ from functions.engine.ports import Authenticator, BlobStore, EventSink, Invoker,
 from functions.engine.publish import Publisher
 from functions.engine.reads import ReadService
 from functions.engine.region import Region
+from functions.engine.users import UserAdmin
 from functions.engine.writes import WriteService
 from functions.settings import Settings
 
@@ -41,6 +42,8 @@ class Services:
     lazy: LazyDatasets = field(init=False)
     writes: WriteService = field(init=False)
     login_limiter: LoginLimiter = field(init=False)
+    #: Superusers' administration of accounts; None without a user pool
+    users: UserAdmin | None = field(init=False)
 
     def __post_init__(self) -> None:
         if self.invoker is None:
@@ -63,3 +66,4 @@ class Services:
             presign_ttl=self.settings.presign_ttl,
         )
         self.login_limiter = LoginLimiter(self.settings.login_failures_per_minute, 60.0)
+        self.users = UserAdmin(self.auth, self.settings.max_users) if self.auth is not None else None

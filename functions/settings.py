@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     user_quota_bytes: int = _env(
         "CAT_USER_QUOTA", "compressed bytes a user may keep in `@personal` (0 = unlimited)", 1_000_000_000
     )
+    # Caterva2's server has the same bound (``maxusers``); counted over the whole pool.
+    max_users: int = _env(
+        "CAT_MAX_USERS", "most accounts `/api/adduser` lets the pool hold (0 = no bound)", 0
+    )
     login_failures_per_minute: int = _env(
         "CAT_LOGIN_FAILURES", "failed logins tolerated per user and per address per minute", 10
     )

@@ -37,7 +37,10 @@ from functions.engine.errors import (
     UserExists,
     WeakPassword,
 )
-from functions.engine.ports import User
+from functions.engine.ports import Account, User
+
+#: The Cognito group whose members may administer users (``/api/adduser`` and friends).
+SUPERUSERS_GROUP = "superusers"
 
 #: Seconds between JWKS fetches caused by unknown key ids (after a failed fetch: 5 s).
 JWKS_REFETCH_INTERVAL = 60.0
@@ -239,28 +242,79 @@ class CognitoAuthenticator:
         except BotoCoreError as err:
             raise ProviderUnavailable(f"the user pool is unreachable: {err}") from None
 
-    def add_user(self, username: str, password: str) -> User:
+    def add_user(self, username: str, password: str, *, superuser: bool = False) -> User:
         """Create a confirmed user with a permanent password; no invitation is sent."""
         resp = self._admin("admin_create_user", Username=username, MessageAction="SUPPRESS")
         sub = _attribute(resp["User"], "sub")
         try:
             self._admin("admin_set_user_password", Username=username, Password=password, Permanent=True)
+            if superuser:
+                self._ensure_group()
+                self._admin("admin_add_user_to_group", Username=username, GroupName=SUPERUSERS_GROUP)
         except AuthError:
             # A user without a usable password is only in the way of a retry
             self._admin("admin_delete_user", Username=username)
             raise
         return User(sub=sub or "", username=username)
 
+    def _ensure_group(self) -> None:
+        # The template creates the group; a pool made without it (tests, an older stack) gets it here
+        try:
+            self._idp.get_group(UserPoolId=self.pool_id, GroupName=SUPERUSERS_GROUP)
+        except ClientError as err:
+            if _code(err) != "ResourceNotFoundException":
+                raise AuthError(f"get_group failed: {_code(err)}: {_message(err)}") from None
+            self._admin("create_group", GroupName=SUPERUSERS_GROUP, Description="may administer users")
+
+    def _pages(self, method: str, key: str, **kwargs) -> list[dict]:
+        items, token = [], None
+        while True:
+            extra = {"NextToken" if method != "list_users" else "PaginationToken": token} if token else {}
+            resp = self._admin(method, **kwargs, **extra)
+            items += resp.get(key, [])
+            token = resp.get("NextToken") or resp.get("PaginationToken")
+            if not token:
+                return items
+
+    def _superusers(self) -> set[str]:
+        try:
+            members = self._pages("list_users_in_group", "Users", GroupName=SUPERUSERS_GROUP)
+        except AuthError as exc:
+            if "ResourceNotFoundException" in str(exc):
+                return set()  # no group yet: nobody is a superuser
+            raise
+        return {u["Username"] for u in members}
+
+    def accounts(self) -> list[Account]:
+        """Every user with its state and group membership, sorted by username."""
+        supers = self._superusers()
+        return sorted(
+            (
+                Account(
+                    username=u["Username"],
+                    sub=_attribute(u, "sub") or "",
+                    enabled=bool(u.get("Enabled", True)),
+                    confirmed=u.get("UserStatus") == "CONFIRMED",
+                    superuser=u["Username"] in supers,
+                )
+                for u in self._pages("list_users", "Users")
+            ),
+            key=lambda a: a.username,
+        )
+
+    def is_superuser(self, username: str) -> bool:
+        """Whether *username* is in the superusers' group (asked of the pool each time: rare calls)."""
+        try:
+            groups = self._pages("admin_list_groups_for_user", "Groups", Username=username)
+        except UnknownUser:
+            return False
+        return any(g.get("GroupName") == SUPERUSERS_GROUP for g in groups)
+
     def list_users(self) -> list[User]:
         """Every user, sorted by username."""
-        users, token = [], None
-        while True:
-            kwargs = {"PaginationToken": token} if token else {}
-            resp = self._admin("list_users", **kwargs)
-            users += [User(sub=_attribute(u, "sub") or "", username=u["Username"]) for u in resp["Users"]]
-            token = resp.get("PaginationToken")
-            if not token:
-                return sorted(users, key=lambda u: u.username)
+        pool = self._pages("list_users", "Users")
+        users = (User(sub=_attribute(u, "sub") or "", username=u["Username"]) for u in pool)
+        return sorted(users, key=lambda u: u.username)
 
     def remove_user(self, username: str) -> None:
         """Delete a user; their ``@personal`` data stays in storage under their sub."""

@@ -6,7 +6,7 @@ import re
 
 from fastapi import FastAPI
 
-from functions.api import auth, errors, lazy, read, write
+from functions.api import auth, errors, lazy, read, users, write
 from functions.services import Services
 from functions.web import routes as web
 
@@ -45,6 +45,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(write.router)
     app.include_router(lazy.router)
+    app.include_router(users.router)
     web.install(app)
     app.add_middleware(CollapseSlashes)
     return app

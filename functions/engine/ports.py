@@ -150,6 +150,30 @@ class User:
     username: str
 
 
+@dataclass(frozen=True)
+class Account:
+    """A user account as an administrator sees it.
+
+    Attributes
+    ----------
+    username, sub : str
+        The login name and the immutable id (see :class:`User`).
+    enabled : bool
+        Whether the account may log in.
+    confirmed : bool
+        Whether it has a permanent password (not waiting for a first login).
+    superuser : bool
+        Whether it is in the superusers' group (may administer users).
+
+    """
+
+    username: str
+    sub: str
+    enabled: bool = True
+    confirmed: bool = True
+    superuser: bool = False
+
+
 class Authenticator(Protocol):
     """Logs users in, verifies their tokens, and manages accounts (admin side)."""
 
@@ -181,8 +205,19 @@ class Authenticator(Protocol):
         """
         ...
 
-    def add_user(self, username: str, password: str) -> User:
-        """Create a confirmed user with a permanent password (raises ``UserExists``, ``WeakPassword``)."""
+    def add_user(self, username: str, password: str, *, superuser: bool = False) -> User:
+        """Create a confirmed user with a permanent password (raises ``UserExists``, ``WeakPassword``).
+
+        A *superuser* is also made a member of the superusers' group.
+        """
+        ...
+
+    def accounts(self) -> list[Account]:
+        """Every user of the pool with its state, sorted by username."""
+        ...
+
+    def is_superuser(self, username: str) -> bool:
+        """Whether *username* is in the superusers' group (False for an unknown user)."""
         ...
 
     def list_users(self) -> list[User]:

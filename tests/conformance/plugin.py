@@ -91,6 +91,9 @@ def _free_or_any(port: int) -> int:
     import socket
 
     with socket.socket() as probe:
+        # As the stack's own listener does: connections of the previous module's stack in
+        # TIME_WAIT must not make the port look taken
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
