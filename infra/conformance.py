@@ -212,7 +212,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--modules", default="", help="comma-separated modules (default: every test_*.py)")
     p.add_argument("--modes", default=",".join(MODES), help="login, nologin or both (default)")
     p.add_argument("--timeout", type=int, default=60, help="seconds one test may take (default 60)")
-    p.add_argument("--budget", type=float, default=300, help="seconds one module may take (default 300)")
+    p.add_argument("--budget", type=float, default=600, help="seconds one module may take (default 600)")
     p.add_argument("--json", type=Path, help="write every outcome to this file")
     return p
 

@@ -118,6 +118,24 @@ def test_expressions_match_numpy_through_three_clients(lazy_env, name, expressio
         assert np.allclose(arr[sel] if sel else arr[:], want[sel] if sel else want, equal_nan=True)
 
 
+def test_a_lazy_array_is_chunked_like_its_operand(lazy_env):
+    # A client sizes its buffer for /api/chunk from the info (caterva2's own suite does it
+    # from the operand's): a chunk of another size would overrun it and kill the process
+    _create(lazy_env, "same_layout", "a - 0").raise_for_status()
+    cat = lazy_env["cat"]
+    op, lx = cat.get_info("lz/a.b2nd"), cat.get_info("@personal/same_layout.b2nd")
+    assert (lx["chunks"], lx["blocks"]) == (op["chunks"], op["blocks"]) == ([16, 12], op["blocks"])
+    grid = [-(-s // c) for s, c in zip(op["shape"], op["chunks"], strict=True)]
+    for nchunk in (0, grid[0] * grid[1] - 1):  # a full chunk and the padded edge one
+        chunk = cat.get_chunk("@personal/same_layout.b2nd", nchunk)
+        assert blosc2.get_cbuffer_sizes(chunk)[0] == 16 * 12 * 8
+        out = np.empty((16, 12), dtype=np.float64)
+        blosc2.decompress2(chunk, out)
+        row, col = divmod(nchunk, grid[1])
+        want = A[row * 16:(row + 1) * 16, col * 12:(col + 1) * 12]
+        assert np.array_equal(out[: want.shape[0], : want.shape[1]], want)
+
+
 def test_proxy_reads_computed_chunks(lazy_env, tmp_path):
     _create(lazy_env, "proxied", "a * 2 + v").raise_for_status()
     arr = blosc2.C2Array("@personal/proxied.b2nd", urlbase=lazy_env["url"], auth_token=lazy_env["cookie"])

@@ -182,7 +182,8 @@ class LazyDatasets:
             shape, dtype = self.coordinator.infer(text, pinned)
         except expr.ExpressionError as exc:
             raise BadRequest(f"expression rejected: {exc}") from None
-        content = _content(checked.text, dict(operands), shape, dtype)
+        layout = _operand_layout(shape, [self.region.manifest_at(k).geometry for k in pinned.values()])
+        content = _content(checked.text, dict(operands), shape, dtype, layout)
         return self.publisher.publish(root, rel, Loaded(content, []))
 
     # ------------------------------------------------------------------ reads
@@ -247,8 +248,30 @@ def definition(manifest: Manifest) -> lazy.Definition:
     return lazy.Definition(str(g["expression"]), dict(g["operands"]))
 
 
-def _content(expression: str, operands: dict[str, str], shape: tuple[int, ...], dtype: np.dtype) -> Content:
-    chunks, blocks = blosc2.compute_chunks_blocks(shape, dtype=dtype) if shape else ((), ())
+def _operand_layout(shape: tuple[int, ...], geometries: list) -> tuple[tuple, tuple] | None:
+    """Chunks and blocks of the first operand with the result's *shape*, as Blosc2 keeps them.
+
+    A lazy array chunked like its operands serves ``/api/chunk`` answers of the
+    size a client sizes its buffer from (the operand's chunks): one chunked
+    otherwise would overrun that buffer (``blosc2.decompress2`` into ``out``).
+    """
+    for geo in geometries:
+        if tuple(geo.shape) == tuple(shape) and geo.chunks and geo.blocks:
+            return tuple(geo.chunks), tuple(geo.blocks)
+    return None
+
+
+def _content(
+    expression: str,
+    operands: dict[str, str],
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    layout: tuple[tuple, tuple] | None = None,
+) -> Content:
+    if layout is not None:
+        chunks, blocks = layout
+    else:
+        chunks, blocks = blosc2.compute_chunks_blocks(shape, dtype=dtype) if shape else ((), ())
     cparams = wire.cparams_to_dict(blosc2.CParams(typesize=dtype.itemsize))
     cparams["nthreads"] = 1
     itemsize = dtype.itemsize

@@ -114,6 +114,9 @@ class StackServices:
         """Start the local stack and publish every root's files into it."""
         from infra.local import LocalStack, StackConfig
 
+        # caterva2-server-login.toml's maxusers, which test_adduser_maxexceeded counts on
+        os.environ["CAT_MAX_USERS"] = "5"
+
         # Port 8000 when it is free: the suite's CLI tests read the server's URL from its
         # caterva2.toml ("http://localhost:8000"), as the reference's fixtures bind it
         config = StackConfig(port=_free_or_any(8000), regions=1, root_dir=None, head_ttl=1.0, response_limit=0)
@@ -153,7 +156,10 @@ def make_sub_user(services: StackServices):
                                      "RequireLowercase": False, "RequireNumbers": False,
                                      "RequireSymbols": False}},
     )
-    admin_authenticator(pool, stack.endpoint_url).add_user(*TEST_USER)
+    admin = admin_authenticator(pool, stack.endpoint_url)
+    # The suite counts the pool's users (maxusers): its user is the only one, a superuser as there
+    admin.remove_user(stack.config.demo_user)
+    admin.add_user(*TEST_USER, superuser=True)
     return BasicAuth(*TEST_USER)
 
 
