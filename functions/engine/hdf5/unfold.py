@@ -1,0 +1,215 @@
+"""Publishing an HDF5 file's datasets as Blosc2 arrays below a directory of a root ("unfolding").
+
+One function does it for every door: ``cat-publish FILE.h5`` (the file as a
+root), a directory holding ``x.h5`` (its tree under ``x/``), ``POST
+/api/unfold`` (an uploaded file) and the ingest bucket (a dropped file).  Each
+dataset ``/a/b`` becomes ``<prefix>a/b.b2nd``; each group (and the file) a
+directory with an attribute file ``!_attrs_.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from functions.engine.content import FILE_CHUNKSIZE, _plain_schunk, load_object, load_plain
+from functions.engine.errors import BadRequest, QuotaExceeded, TooLarge
+from functions.engine.hdf5 import convert
+from functions.engine.hdf5.attrs import ATTRS_NAME
+from functions.engine.hdf5.stream import publish_stream
+from functions.engine.model import Content, Kind
+from functions.engine.paths import split_path
+from functions.engine.publish import Publisher, PublishResult
+
+#: Suffixes of HDF5 files (what unfolds; Caterva2 accepts the same two).
+HDF5_SUFFIXES = (".h5", ".hdf5")
+#: Errors of reading a dataset (a missing filter plugin, damaged data): that
+#: dataset is skipped and reported, the others go on.
+_READ_ERRORS = (OSError, ValueError, TypeError, RuntimeError, KeyError)
+
+Check = Callable[[str, Content], None]
+
+
+def is_hdf5(name: str) -> bool:
+    """Whether *name* has an HDF5 suffix."""
+    return name.lower().endswith(HDF5_SUFFIXES)
+
+
+def directory_of(rel: str) -> str:
+    """Where ``dir/x.h5`` unfolds: ``dir/x``."""
+    for suffix in HDF5_SUFFIXES:
+        if rel.lower().endswith(suffix):
+            return rel[: -len(suffix)]
+    return rel
+
+
+@dataclass
+class UnfoldReport:
+    """What unfolding one HDF5 file did."""
+
+    root: str
+    directory: str  # the root-relative directory the datasets went to ("" = the root itself)
+    results: list[PublishResult] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (HDF5 path, reason)
+    arrays: int = 0
+
+    def to_json(self) -> dict:
+        """JSON form for CLIs and API answers."""
+        return {
+            "root": self.root,
+            "directory": self.directory,
+            "arrays": self.arrays,
+            "changed": sum(r.status in ("published", "deleted") for r in self.results),
+            "uploaded_bytes": sum(r.uploaded_bytes for r in self.results),
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+        }
+
+
+def _dataset_content(item: convert.Item) -> Content:
+    base = load_object(convert.template(item)).content
+    return dataclasses.replace(base, vlmeta=item.vlmeta)
+
+
+def _valid(root: str, rel: str) -> str | None:
+    try:
+        split_path(f"{root}/{rel}", allow_root_only=False)
+    except BadRequest as exc:
+        return str(exc)
+    return None
+
+
+def unfold(
+    f,
+    publisher: Publisher,
+    root: str,
+    directory: str,
+    *,
+    check: Check | None = None,
+    progress: Callable[[PublishResult], None] | None = None,
+    prune: bool = False,
+) -> UnfoldReport:
+    """Publish every dataset and group of the open HDF5 file *f* below *directory* of *root*.
+
+    Parameters
+    ----------
+    f : h5py.File
+        The open file.
+    publisher : Publisher
+        Commits each dataset.
+    root : str
+        The root to publish into.
+    directory : str
+        Root-relative directory ("" = the root's top).
+    check : callable, optional
+        ``check(rel, content)`` before each commit: raise (quota, size) to stop.
+    progress : callable, optional
+        Called with each dataset's result as it completes.
+    prune : bool
+        Delete datasets below *directory* that the file no longer has (a
+        publisher mirroring its source); uploads and drops never delete.
+
+    Raises
+    ------
+    BadRequest
+        If the file holds no dataset that can be converted.
+
+    """
+    walk = convert.walk(f)
+    if not walk.datasets:
+        detail = "; ".join(f"{p}: {r}" for p, r in walk.skipped[:5])
+        raise BadRequest("no arrays found in the HDF5 file" + (f" (skipped: {detail})" if detail else ""))
+    prefix = f"{directory}/" if directory else ""
+    report = UnfoldReport(root, directory, skipped=walk.skipped)
+
+    def done(result: PublishResult) -> None:
+        report.results.append(result)
+        if progress:
+            progress(result)
+
+    for group in walk.groups:
+        rel = f"{prefix}{group.rel}/{ATTRS_NAME}" if group.rel else f"{prefix}{ATTRS_NAME}"
+        if (reason := _valid(root, rel)) is not None:
+            report.skipped.append((group.h5path, reason))
+            continue
+        loaded = load_plain(json.dumps(group.attrs, sort_keys=True, indent=1).encode())
+        if check:
+            check(rel, loaded.content)
+        done(publisher.publish(root, rel, loaded))
+    for item in walk.datasets:
+        rel = prefix + item.rel
+        if (reason := _valid(root, rel)) is not None:
+            report.skipped.append((item.h5path, reason))
+            continue
+        before = (lambda content, rel=rel: check(rel, content)) if check else None
+        try:
+            done(publish_stream(publisher, root, rel, _dataset_content(item), convert.iter_chunks(item),
+                                before_commit=before))
+        except (QuotaExceeded, TooLarge):
+            raise
+        except _READ_ERRORS as exc:
+            report.skipped.append((item.h5path, f"unreadable: {exc}"))
+            continue
+        report.arrays += 1
+    if prune:
+        _prune(publisher, report, prefix, done)
+    return report
+
+
+def _prune(publisher: Publisher, report: UnfoldReport, prefix: str, done) -> None:
+    kept = {r.path for r in report.results}
+    catalog, _ = publisher.read_catalog(report.root)
+    stale = {p for p in catalog.datasets if p.startswith(prefix)} - kept if catalog else set()
+    for path in sorted(stale):
+        done(publisher.delete(report.root, path))
+
+
+# ---------------------------------------------------------------------- files
+
+
+def publish_plain_file(publisher: Publisher, root: str, rel: str, local: Path) -> PublishResult:
+    """Publish a local file as a plain file, streamed: one 1 MiB chunk in memory at a time."""
+    size = local.stat().st_size
+    base = load_object(_plain_schunk(), kind=Kind.FILE).content
+    nchunks = -(-size // FILE_CHUNKSIZE)
+    geometry = {**base.geometry, "nbytes": size, "nchunks": nchunks}
+
+    def chunks():
+        with open(local, "rb") as src:
+            for i in range(nchunks):
+                one = _plain_schunk()
+                one.append_data(src.read(FILE_CHUNKSIZE))
+                yield i, one.get_chunk(0)
+
+    return publish_stream(publisher, root, rel, dataclasses.replace(base, geometry=geometry), chunks())
+
+
+def publish_hdf5_file(
+    publisher: Publisher,
+    root: str,
+    rel: str,
+    local: Path,
+    *,
+    progress: Callable[[PublishResult], None] | None = None,
+    prune: bool = True,
+) -> tuple[PublishResult, UnfoldReport]:
+    """Publish the local HDF5 file at *rel* and unfold it into ``directory_of(rel)``.
+
+    The file is published first (its bytes stay downloadable), then its tree.
+    """
+    result = publish_plain_file(publisher, root, rel, local)
+    if progress:
+        progress(result)
+    with convert.open_file(local) as f:
+        report = unfold(f, publisher, root, directory_of(rel), progress=progress, prune=prune)
+    return result, report
+
+
+def publish_hdf5_root(
+    publisher: Publisher, root: str, local: Path, *, progress: Callable[[PublishResult], None] | None = None
+) -> UnfoldReport:
+    """Publish an HDF5 file as a whole root: its datasets at the top; datasets it lost are deleted."""
+    with convert.open_file(local) as f:
+        return unfold(f, publisher, root, "", progress=progress, prune=True)
