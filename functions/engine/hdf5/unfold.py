@@ -19,10 +19,12 @@ from functions.engine.content import FILE_CHUNKSIZE, _plain_schunk, load_object,
 from functions.engine.errors import BadRequest, QuotaExceeded, TooLarge
 from functions.engine.hdf5 import convert
 from functions.engine.hdf5.attrs import ATTRS_NAME
+from functions.engine.hdf5.storedfile import StoredFile
 from functions.engine.hdf5.stream import publish_stream
-from functions.engine.model import Content, Kind
+from functions.engine.model import Content, Kind, Manifest
 from functions.engine.paths import split_path
 from functions.engine.publish import Publisher, PublishResult
+from functions.engine.region import CacheStats, Region
 
 #: Suffixes of HDF5 files (what unfolds; Caterva2 accepts the same two).
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -205,6 +207,36 @@ def publish_hdf5_file(
     with convert.open_file(local) as f:
         report = unfold(f, publisher, root, directory_of(rel), progress=progress, prune=prune)
     return result, report
+
+
+def unfold_stored(
+    manifest: Manifest,
+    region: Region,
+    publisher: Publisher,
+    directory: str,
+    *,
+    check: Check | None = None,
+    progress: Callable[[PublishResult], None] | None = None,
+) -> UnfoldReport:
+    """Unfold the stored HDF5 file of *manifest* (a plain file) into *directory* of its root.
+
+    Its bytes are read through the region chunk by chunk (:class:`StoredFile`).
+
+    Raises
+    ------
+    BadRequest
+        If the file is not HDF5 or holds no array.
+
+    """
+    geo = manifest.geometry
+    stored = StoredFile(
+        int(geo.nbytes), int(geo.chunksize), lambda idx: region.chunks(manifest, idx, CacheStats())
+    )
+    try:
+        with stored, convert.open_file(stored) as f:
+            return unfold(f, publisher, manifest.root, directory, check=check, progress=progress)
+    except OSError as exc:  # h5py: no HDF5 signature, truncated file
+        raise BadRequest(f"{manifest.root}/{manifest.path} cannot be read as HDF5: {exc}") from None
 
 
 def publish_hdf5_root(
