@@ -85,15 +85,18 @@ def _ingest_hdf5(publisher: Publisher, drop: BlobStore, key: str, root: str, rel
     Conversion streams chunk by chunk from the local copy: memory stays bounded
     whatever the file's size (docs/hdf5.md gives the measured figures).
     """
-    from functions.engine.hdf5.unfold import publish_hdf5_file  # h5py only for HDF5 drops
+    from functions.engine.hdf5 import convert
+    from functions.engine.hdf5.unfold import directory_of, publish_plain_file, unfold  # h5py only here
 
     with tempfile.TemporaryDirectory(prefix="ingest-") as tmp:
         local = Path(tmp) / "drop.h5"
         drop.fetch_to(key, str(local))
+        result = publish_plain_file(publisher, root, rel, local)
         try:
-            result, report = publish_hdf5_file(publisher, root, rel, local, prune=False)
+            with convert.open_file(local) as f:
+                report = unfold(f, publisher, root, directory_of(rel))
         except (BadRequest, OSError) as exc:  # not HDF5 after all, or no arrays: stored as a file only
-            result = publisher.publish(root, rel, load_path(local))
+            log.warning("%s: stored, not unfolded: %s", key, exc)
             return IngestOutcome(key, True, result, unfolded={"error": str(exc)})
     for where, reason in report.skipped:
         log.warning("%s: skipped %s: %s", key, where, reason)
