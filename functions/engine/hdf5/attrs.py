@@ -76,18 +76,19 @@ def _shape_suffix(value) -> str:
     return "" if isinstance(value, np.generic) else "#" + ",".join(map(str, value.shape))
 
 
-def _unplain(value, dtype: np.dtype):
-    """Inverse of :func:`_plain` for values of *dtype* (strings back to bytes, pairs to complex)."""
+def _unplain(value, dtype: np.dtype, ndim: int = 0):
+    """Inverse of :func:`_plain` for an *ndim*-dimensional value of *dtype* (bytes back, pairs to complex)."""
+    if ndim:
+        return [_unplain(v, dtype, ndim - 1) for v in value]
     if isinstance(value, dict) and "__bytes__" in value:
         return base64.b64decode(value["__bytes__"])
     if dtype.fields:
         return tuple(_unplain(v, dtype.fields[name][0]) for v, name in zip(value, dtype.names, strict=True))
     if dtype.subdtype is not None:
-        return [_unplain(v, dtype.subdtype[0]) for v in value]
-    if isinstance(value, list):
-        if dtype.kind == "c" and len(value) == 2 and not isinstance(value[0], list):
-            return complex(value[0], value[1])
-        return [_unplain(v, dtype) for v in value]
+        sub, shape = dtype.subdtype
+        return _unplain(value, sub, len(shape))
+    if dtype.kind == "c":
+        return complex(value[0], value[1])
     if dtype.kind == "S" and isinstance(value, str):
         return value.encode("utf-8")
     return value
@@ -110,7 +111,7 @@ def decode(value, dtype: str | None):
     if not shape:
         return np.array(_unplain(value, dt), dtype=dt)[()]
     dims = tuple(int(n) for n in shape.split(",") if n)
-    return np.array(_unplain(value, dt), dtype=dt).reshape(dims)
+    return np.array(_unplain(value, dt, len(dims)), dtype=dt).reshape(dims)
 
 
 def encode_all(attrs, where: str, skipped: list[tuple[str, str]]) -> dict:
