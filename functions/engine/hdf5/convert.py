@@ -146,7 +146,10 @@ def _layout(dset: h5py.Dataset) -> dict:
     out = {"layout": "chunked" if dset.chunks else "contiguous"}
     if dset.chunks:
         out["chunks"] = list(dset.chunks)
-    if dset.compression:
+    plugins = sorted(k for k in dset._filters if k.isdigit())  # registered filters (hdf5plugin's) by id
+    if plugins:
+        out["filters"] = plugins
+    if dset.compression and str(dset.compression) != "unknown":
         out["compression"] = str(dset.compression)
         if isinstance(dset.compression_opts, int):
             out["compression_opts"] = int(dset.compression_opts)
