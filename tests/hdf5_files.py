@@ -22,8 +22,12 @@ SKIPPED = {
 }
 
 
-def make_varied(path: Path) -> Path:
-    """A file with every kind of dataset, layout, filter and attribute the conversion handles."""
+def make_varied(path: Path, small: bool = False) -> Path:
+    """A file with every kind of dataset, layout, filter and attribute the conversion handles.
+
+    *small* keeps it under a direct upload's 4.5 MB (compressible data, a smaller
+    contiguous array); the 3-d array is still bigger than one chunk in every dimension.
+    """
     rng = np.random.default_rng(42)
     with h5py.File(path, "w") as f:
         f.attrs["title"] = "varied test file"
@@ -65,11 +69,16 @@ def make_varied(path: Path) -> Path:
         fill = shapes.create_dataset("filled", shape=(100, 80), dtype="i2", chunks=(10, 10), fillvalue=-7)
         fill[20:30, 10:50] = 5  # most chunks never written: they read as the fill value
         layout = f.create_group("layout")
-        big = rng.standard_normal((70, 300, 260)).astype("f4")
+        shape3 = (40, 130, 130) if small else (70, 300, 260)
+        if small:  # compressible (gzip + shuffle), still distinct values throughout
+            big = (np.arange(np.prod(shape3)) % 4093).astype("f4").reshape(shape3) / 7
+        else:
+            big = rng.standard_normal(shape3).astype("f4")
         b = layout.create_dataset("chunked3d", data=big, chunks=(16, 64, 64), compression="gzip", shuffle=True)
         b.attrs["units"] = np.bytes_(b"mV")
         b.attrs["calibration"] = np.array([1.5, 2.5], dtype=np.float32)
-        layout.create_dataset("contiguous2d", data=np.add.outer(np.arange(1500.0), np.arange(1200.0)))
+        rows, cols = (600, 500) if small else (1500, 1200)
+        layout.create_dataset("contiguous2d", data=np.add.outer(np.arange(float(rows)), np.arange(float(cols))))
         layout.create_dataset("lzf", data=np.arange(30000, dtype="i4").reshape(300, 100), chunks=(7, 13),
                               compression="lzf")
         layout.create_dataset("tinychunks", data=np.arange(5000, dtype="u2"), chunks=(3,))
