@@ -25,7 +25,7 @@ MIN_CHUNK_BYTES = 256 << 10
 TARGET_BLOCK_BYTES = 128 << 10
 #: Largest HDF5 chunk read whole to cut it into Blosc2 chunks, bytes; beyond, the
 #: Blosc2 chunks are read one by one (bounded memory, HDF5's chunk cache helps).
-MAX_READ_BYTES = 256 << 20
+MAX_READ_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,12 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 #: Errors of reading a dataset (a missing filter plugin, damaged data): that
 #: dataset is skipped and reported, the others go on.
 _READ_ERRORS = (OSError, ValueError, TypeError, RuntimeError, KeyError)
+
+#: Datasets converted and committed at once.  Each commit is a handful of S3 round
+#: trips (head, manifest, catalog, event): in sequence they dominate a file of many
+#: small datasets.  h5py serialises its own calls, so the gain is in compression and
+#: I/O; memory is this many read regions (chunking.MAX_READ_BYTES at most each).
+DATASET_WORKERS = 4
 
 Check = Callable[[str, Content], None]
 
@@ -124,40 +132,82 @@ def unfold(
         detail = "; ".join(f"{p}: {r}" for p, r in walk.skipped[:5])
         raise BadRequest("no arrays found in the HDF5 file" + (f" (skipped: {detail})" if detail else ""))
     prefix = f"{directory}/" if directory else ""
-    report = UnfoldReport(root, directory, skipped=walk.skipped)
-
-    def done(result: PublishResult) -> None:
-        report.results.append(result)
-        if progress:
-            progress(result)
-
+    job = _Job(publisher, UnfoldReport(root, directory, skipped=walk.skipped), check, progress)
+    tasks = []
     for group in walk.groups:
         rel = f"{prefix}{group.rel}/{ATTRS_NAME}" if group.rel else f"{prefix}{ATTRS_NAME}"
-        if (reason := _valid(root, rel)) is not None:
-            report.skipped.append((group.h5path, reason))
-            continue
-        loaded = load_plain(json.dumps(group.attrs, sort_keys=True, indent=1).encode())
-        if check:
-            check(rel, loaded.content)
-        done(publisher.publish(root, rel, loaded))
+        tasks.append((job.group, group.h5path, rel, group))
     for item in walk.datasets:
-        rel = prefix + item.rel
-        if (reason := _valid(root, rel)) is not None:
-            report.skipped.append((item.h5path, reason))
-            continue
-        before = (lambda content, rel=rel: check(rel, content)) if check else None
+        tasks.append((job.dataset, item.h5path, prefix + item.rel, item))
+    job.run(tasks)
+    job.report.results.sort(key=lambda r: r.path)
+    if prune:
+        _prune(publisher, job.report, prefix, job.done)
+    return job.report
+
+
+class _Job:
+    """One unfold's shared state: commits run a few at a time, bookkeeping under one lock."""
+
+    def __init__(self, publisher: Publisher, report: UnfoldReport, check, progress) -> None:
+        self.publisher, self.report = publisher, report
+        self._check, self._progress = check, progress
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def done(self, result: PublishResult) -> None:
+        with self._lock:
+            self.report.results.append(result)
+            if self._progress:
+                self._progress(result)
+
+    def check(self, rel: str, content: Content) -> None:
+        if self._check is not None:
+            with self._lock:
+                self._check(rel, content)
+
+    def skip(self, where: str, reason: str) -> None:
+        with self._lock:
+            self.report.skipped.append((where, reason))
+
+    def group(self, rel: str, group: convert.Group) -> None:
+        loaded = load_plain(json.dumps(group.attrs, sort_keys=True, indent=1).encode())
+        self.check(rel, loaded.content)
+        self.done(self.publisher.publish(self.report.root, rel, loaded))
+
+    def dataset(self, rel: str, item: convert.Item) -> None:
         try:
-            done(publish_stream(publisher, root, rel, _dataset_content(item), convert.iter_chunks(item),
-                                before_commit=before))
+            result = publish_stream(
+                self.publisher, self.report.root, rel, _dataset_content(item), convert.iter_chunks(item),
+                before_commit=lambda content: self.check(rel, content),
+            )
         except (QuotaExceeded, TooLarge):
             raise
         except _READ_ERRORS as exc:
-            report.skipped.append((item.h5path, f"unreadable: {exc}"))
-            continue
-        report.arrays += 1
-    if prune:
-        _prune(publisher, report, prefix, done)
-    return report
+            self.skip(item.h5path, f"unreadable: {exc}")
+            return
+        self.done(result)
+        with self._lock:
+            self.report.arrays += 1
+
+    def _task(self, fn, where: str, rel: str, obj) -> None:
+        if self._stop.is_set():
+            return
+        if (reason := _valid(self.report.root, rel)) is not None:
+            self.skip(where, reason)
+            return
+        try:
+            fn(rel, obj)
+        except BaseException:
+            self._stop.set()  # a refusal (quota) or a store error: start nothing more
+            raise
+
+    def run(self, tasks) -> None:
+        """Run the commits, ``DATASET_WORKERS`` at a time; the first error is raised after the others stop."""
+        with ThreadPoolExecutor(max_workers=DATASET_WORKERS, thread_name_prefix="unfold") as pool:
+            futures = [pool.submit(self._task, *task) for task in tasks]
+        for future in futures:
+            future.result()
 
 
 def _prune(publisher: Publisher, report: UnfoldReport, prefix: str, done) -> None:
