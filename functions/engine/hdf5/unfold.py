@@ -228,12 +228,18 @@ def publish_plain_file(publisher: Publisher, root: str, rel: str, local: Path) -
     nchunks = -(-size // FILE_CHUNKSIZE)
     geometry = {**base.geometry, "nbytes": size, "nchunks": nchunks}
 
+    def compress(piece: bytes) -> bytes:
+        one = _plain_schunk()
+        one.append_data(piece)
+        return one.get_chunk(0)
+
     def chunks():
-        with open(local, "rb") as src:
-            for i in range(nchunks):
-                one = _plain_schunk()
-                one.append_data(src.read(FILE_CHUNKSIZE))
-                yield i, one.get_chunk(0)
+        # Zstd level 5 runs at tens of MB/s per core: compress a window of pieces in parallel
+        with open(local, "rb") as src, ThreadPoolExecutor(max_workers=DATASET_WORKERS) as pool:
+            for start in range(0, nchunks, DATASET_WORKERS):
+                count = min(DATASET_WORKERS, nchunks - start)
+                window = [src.read(FILE_CHUNKSIZE) for _ in range(count)]
+                yield from enumerate(pool.map(compress, window), start)
 
     return publish_stream(publisher, root, rel, dataclasses.replace(base, geometry=geometry), chunks())
 
