@@ -50,6 +50,8 @@ SKIPPED = {
     "docs/deploy.md": 7,  # AWS account, SAM CLI, LocalStack
     "docs/hdf5.md": 1,  # the 1 GiB benchmark
     "docs/users.md": 0,
+    "docs/web.md": 0,
+    "docs/wire.md": 0,
 }
 
 
