@@ -174,3 +174,62 @@ def test_chunk_plans_are_bounded_and_deterministic(shape, itemsize, h5chunks):
         assert math.prod(plan.chunks) * itemsize <= chunking.MAX_CHUNK_BYTES
         assert all(r % c == 0 or r >= s for r, c, s in zip(plan.read, plan.chunks, shape, strict=True))
         assert math.prod(plan.blocks) * itemsize <= max(chunking.TARGET_BLOCK_BYTES, itemsize)
+
+
+def test_conversion_streams_a_few_chunks_at_a_time(tmp_path):
+    """Chunks are uploaded as they are made: never more than IN_FLIGHT made and not yet stored."""
+    from functions.engine.hdf5 import stream
+
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=np.random.default_rng(3).random((64, 512, 512)), chunks=(8, 256, 256))
+    made, stored, worst = [0], [0], [0]
+    real = convert.iter_chunks
+
+    def counting(item):
+        for out in real(item):
+            made[0] += 1
+            worst[0] = max(worst[0], made[0] - stored[0])
+            yield out
+
+    class Counting(MemoryStore):
+        def put(self, key, data, **kw):
+            if key.startswith("c/"):
+                stored[0] += 1
+            return super().put(key, data, **kw)
+
+    pub = Publisher(Counting())
+    orig, convert.iter_chunks = convert.iter_chunks, counting
+    try:
+        publish_hdf5_root(pub, "s", path)
+    finally:
+        convert.iter_chunks = orig
+    assert made[0] == 32 and stored[0] == 33  # and the file's attribute file
+    assert worst[0] <= stream.IN_FLIGHT + 1
+
+
+def test_ingest_of_hdf5_drops(varied, tmp_path):
+    from functions.engine.ingest import ingest_object
+
+    drop, pub = MemoryStore("drop"), Publisher(MemoryStore())
+    drop.put("lab/runs/v.h5", varied.read_bytes())
+    drop.put("lab/runs/junk.h5", b"not HDF5")
+    outcome = ingest_object(pub, drop, "lab/runs/v.h5")
+    assert outcome.ok and outcome.result.path == "runs/v.h5"
+    assert outcome.unfolded["arrays"] == len(datasets(varied)) and outcome.unfolded["skipped"]
+    junk = ingest_object(pub, drop, "lab/runs/junk.h5")
+    assert junk.ok and "signature" in junk.unfolded["error"]  # stored as a file, not unfolded
+    catalog, _ = pub.read_catalog("lab")
+    assert {"runs/v.h5", "runs/junk.h5", "runs/v/layout/chunked3d.b2nd"} <= set(catalog.datasets)
+    got, _ = _array(pub, "lab", "runs/v/a/b/c/leaf.b2nd")
+    assert np.array_equal(got, np.arange(12).reshape(3, 4))
+
+
+def test_directory_with_a_broken_hdf5_file_reports_it(tmp_path):
+    (tmp_path / "bad.h5").write_bytes(b"no signature")
+    (tmp_path / "ok.txt").write_text("fine")
+    pub, errors = Publisher(MemoryStore()), []
+    results = pub.publish_directory("d", tmp_path, on_error=lambda p, e: errors.append(p))
+    assert errors == ["bad.h5"] and {r.path for r in results} == {"ok.txt"}
+    catalog, _ = pub.read_catalog("d")
+    assert set(catalog.datasets) == {"bad.h5", "ok.txt"}  # the file itself is kept, as a file
