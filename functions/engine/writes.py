@@ -351,18 +351,18 @@ class WriteService:
             added[rel] = content.cbytes
             self._check_quota(loc, entries, sum(added.values()), set(added))
 
-        report = h5unfold.UnfoldReport(loc.root, target.rel)
+        committed: list[PublishResult] = []
         try:
             return h5unfold.unfold_stored(
-                manifest, self.region, self.publisher, target.rel, check=check, progress=report.results.append
+                manifest, self.region, self.publisher, target.rel, check=check, progress=committed.append
             )
         except (QuotaExceeded, TooLarge):
-            for result in report.results:  # what this call created goes; replaced versions stay
+            for result in committed:  # what this call created goes; replaced versions stay
                 if result.status == "published" and result.version == 1:
                     self.settle(self.publisher.delete(loc.root, result.path))
             raise
         finally:
-            for result in report.results:
+            for result in committed:
                 self.settle(result)
 
     # ------------------------------------------------------------------ staged uploads
