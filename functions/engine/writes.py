@@ -352,18 +352,20 @@ class WriteService:
             self._check_quota(loc, entries, sum(added.values()), set(added))
 
         committed: list[PublishResult] = []
+
+        def progress(result: PublishResult) -> None:
+            committed.append(result)
+            self.settle(result)  # the writer's next info/list sees it at once
+
         try:
             return h5unfold.unfold_stored(
-                manifest, self.region, self.publisher, target.rel, check=check, progress=committed.append
+                manifest, self.region, self.publisher, target.rel, check=check, progress=progress
             )
         except (QuotaExceeded, TooLarge):
             for result in committed:  # what this call created goes; replaced versions stay
                 if result.status == "published" and result.version == 1:
                     self.settle(self.publisher.delete(loc.root, result.path))
             raise
-        finally:
-            for result in committed:
-                self.settle(result)
 
     # ------------------------------------------------------------------ staged uploads
 
