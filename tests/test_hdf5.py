@@ -233,3 +233,17 @@ def test_directory_with_a_broken_hdf5_file_reports_it(tmp_path):
     assert errors == ["bad.h5"] and {r.path for r in results} == {"ok.txt"}
     catalog, _ = pub.read_catalog("d")
     assert set(catalog.datasets) == {"bad.h5", "ok.txt"}  # the file itself is kept, as a file
+
+
+def test_handlers_do_not_load_h5py_until_something_converts():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("import sys, functions.handlers.api, functions.handlers.ingest, functions.api.app\n"
+            "print('h5py' in sys.modules or 'hdf5plugin' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
