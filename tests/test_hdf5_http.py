@@ -101,12 +101,14 @@ def test_cat_publish_hdf5_file_as_a_root(stack, published_root, small_h5, capsys
         assert f"skipped {path}:" in err
 
 
-def test_hdf5_born_arrays_read_every_usual_way(stack, published_root, small_h5):
+def test_hdf5_born_arrays_read_every_usual_way(stack, published_root, small_h5, user, tmp_path):
     with h5py.File(small_h5) as f:
         truth = f["layout/chunked3d"][()]
     path = f"{published_root}/layout/chunked3d.b2nd"
     remote = blosc2.C2Array(path, urlbase=stack.api_url)
     assert np.array_equal(remote[3:20, 60:70, 100:130], truth[3:20, 60:70, 100:130])
+    proxy = blosc2.Proxy(remote, urlpath=str(tmp_path / "proxy.b2nd"), mode="w")
+    assert np.array_equal(proxy[0:2, 0:5, 120:130], truth[0:2, 0:5, 120:130])
     # catclient through read plans (chunks straight from S3)
     with catclient.Client(stack.api_url, plan_threshold=1) as client:
         assert np.array_equal(client.fetch(path, (slice(0, 40), slice(0, 130), 5)), truth[:, :, 5])
@@ -117,6 +119,11 @@ def test_hdf5_born_arrays_read_every_usual_way(stack, published_root, small_h5):
     lazy = blosc2.lazyexpr("x * 2 + 1", {"x": blosc2.C2Array(f"{published_root}/a/b/c/leaf.b2nd",
                                                               urlbase=stack.api_url)})
     assert np.array_equal(lazy[:], leaf * 2 + 1)
+    # and a server-side lazy expression stored in @personal
+    token = user.cookie["Cookie"].split("=", 1)[1]
+    with catclient.Client(stack.api_url, token) as client:
+        made = client.lazyexpr(f"h5lazy-{RUN}", "x - 1", {"x": path})
+        assert np.array_equal(client.fetch(made, (slice(0, 3), 7, slice(None))), truth[0:3, 7, :] - 1)
 
 
 def test_unfold_through_caterva2_client(stack, user, small_h5, tmp_path):
