@@ -94,7 +94,9 @@ def _creation(src: Source, meta: dict) -> dict:
         opts["maxshape"] = tuple(None if m < 0 else m for m in meta["maxshape"])
     if meta.get("layout") == "contiguous" and "maxshape" not in opts:
         return opts
-    chunks = meta.get("chunks") or [max(1, min(c, s)) for c, s in zip(src.chunks, shape, strict=True)]
+    chunks = meta.get("chunks") or src.chunks
+    if "maxshape" not in opts:  # HDF5 refuses chunks longer than a fixed-size axis
+        chunks = [max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True)]
     opts["chunks"] = tuple(chunks)
     if META_KEY in src.vlmeta or meta:
         if meta.get("compression") in ("gzip", "lzf", "szip"):
