@@ -231,18 +231,18 @@ def cmd_rm(args) -> None:
     emit(args, {"removed": str(removed)}, f"removed {removed}")
 
 
-def cmd_mv(args) -> None:
+def _transfer(args, move: bool) -> None:
     with _client(args) as client:
-        obj = client.move(args.src, args.dst)
+        obj = (client.move if move else client.copy)(args.src, args.dst)
     src = args.src.strip("/")
-    emit(args, {"src": src, "path": str(obj.path)}, f"moved {src} to {obj.path}")
+    emit(args, {"src": src, "path": str(obj.path)}, f"{'moved' if move else 'copied'} {src} to {obj.path}")
 
 
-def cmd_cp(args) -> None:
+def cmd_unfold(args) -> None:
     with _client(args) as client:
-        obj = client.copy(args.src, args.dst)
-    src = args.src.strip("/")
-    emit(args, {"src": src, "path": str(obj.path)}, f"copied {src} to {obj.path}")
+        out = client.unfold(args.path)
+    skipped = "".join(f"\n  skipped {s['path']}: {s['reason']}" for s in out["skipped"])
+    emit(args, out, f"unfolded {args.path.strip('/')} into {out['path']} ({out['arrays']} array(s)){skipped}")
 
 
 def cmd_login(args) -> None:
@@ -391,10 +391,12 @@ COMMANDS: list[tuple[str, Callable, str, str, Callable[[argparse.ArgumentParser]
      "  catclient publish ./data @public/data --json", _args_publish),
     ("rm", cmd_rm, "remove a dataset, file or directory (needs login)",
      "examples:\n  catclient rm @personal/data.b2nd", _args_path("what to remove")),
-    ("mv", cmd_mv, "move a dataset, file or directory (needs login)",
+    ("mv", lambda args: _transfer(args, move=True), "move a dataset, file or directory (needs login)",
      "examples:\n  catclient mv @personal/a.b2nd @personal/b.b2nd", _args_src_dst),
-    ("cp", cmd_cp, "copy a dataset, file or directory (needs login)",
+    ("cp", lambda args: _transfer(args, move=False), "copy a dataset, file or directory (needs login)",
      "examples:\n  catclient cp example/ds-1d.b2nd @personal/ds-1d.b2nd", _args_src_dst),
+    ("unfold", cmd_unfold, "unfold an uploaded HDF5 file into a directory of arrays (needs login)",
+     "examples:\n  catclient unfold @personal/data.h5   # -> @personal/data/...", _args_path("an .h5 file")),
     ("login", cmd_login, "log in and save the session token for --url",
      "The token is saved in $CATCLIENT_CONFIG_DIR/credentials.json (default\n"
      "~/.config/catclient), readable by you only, and used by later commands.\n\n"

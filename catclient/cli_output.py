@@ -72,6 +72,8 @@ def info_text(path: str, meta: dict) -> str:
             f"size    : {human_size(meta.get('size'))}",
             f"mtime   : {meta.get('mtime')}",
         ]
+        if meta.get("attrs"):  # an unfolded HDF5 group's (or file's) attributes
+            lines += [f"attrs   : {json.dumps(meta['attrs'])}"]
         return "\n".join(lines)
     sc = meta.get("schunk", meta)
     if "shape" in meta:

@@ -1,4 +1,4 @@
-"""Writes of :class:`catclient.Client`: remove, move, copy, append, lazy expressions, subscriptions."""
+"""Writes of :class:`catclient.Client`: remove, move, copy, append, unfold, lazy expressions, subscribe."""
 
 from __future__ import annotations
 
@@ -62,6 +62,20 @@ class Writes:
         url = self._url("append", path_str(path))
         resp = self._request("POST", url, "append", files=files, optional=True)
         return tuple(int(n) for n in resp.json())
+
+    def unfold(self, path) -> dict:
+        """Unfold an uploaded HDF5 file (``.h5``/``.hdf5``) into a directory of Blosc2 arrays.
+
+        ``@personal/dir/x.h5`` becomes ``@personal/dir/x/<hdf5 path>.b2nd``, one per dataset.
+
+        Returns
+        -------
+        dict
+            ``{"path": the directory, "arrays": count, "skipped": [{"path", "reason"}], ...}``:
+            what could not be converted (variable-length strings, references, links) is listed.
+
+        """
+        return self._json("POST", "unfold", path_str(path), params={"report": "true"}, optional=True)
 
     def lazyexpr(self, name: str, expression: str, operands: Mapping[str, Any]) -> PurePosixPath:
         """Create a lazy expression over remote datasets, stored in ``@personal``.

@@ -1,4 +1,4 @@
-r"""``cat-publish``: publish a local directory as a named root, straight into the origin bucket.
+r"""``cat-publish``: publish a local directory (or an HDF5 file) as a named root, into the origin bucket.
 
 This is the publisher's tool (it needs write access to the origin bucket and the
 topic, i.e. AWS credentials), as opposed to ``catclient upload`` which goes
@@ -16,6 +16,10 @@ Against the local stack (``make run`` prints the endpoint, bucket and topic)::
 Against AWS, with the stack's outputs::
 
     cat-publish ./data --root mydata --bucket <OriginBucketName> --topic-arn <ChangeTopicArn>
+
+An HDF5 file as a root (each dataset /a/b becomes a/b.b2nd)::
+
+    cat-publish measurements.h5 --root meas
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         epilog=__doc__.split("Examples", 1)[1].replace("--------\n", "") if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("directory", type=Path, help="directory whose files become the root's datasets")
+    p.add_argument(
+        "directory", type=Path, help="directory whose files become the root's datasets, or an .h5/.hdf5 file"
+    )
     p.add_argument("--root", required=True, help="root name (e.g. example)")
     p.add_argument("--bucket", default=settings.origin_bucket, help="origin bucket (env CAT_ORIGIN_BUCKET)")
     p.add_argument(
@@ -60,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.bucket:
         print("cat-publish: error: --bucket (or CAT_ORIGIN_BUCKET) is required", file=sys.stderr)
         return 1
-    if not args.directory.is_dir():
-        print(f"cat-publish: error: {args.directory} is not a directory", file=sys.stderr)
+    hdf5 = args.directory.is_file() and args.directory.suffix.lower() in (".h5", ".hdf5")
+    if not args.directory.is_dir() and not hdf5:
+        print(f"cat-publish: error: {args.directory} is not a directory or an HDF5 file", file=sys.stderr)
         return 1
     try:
         split_path(args.root)
@@ -92,8 +99,16 @@ def main(argv: list[str] | None = None) -> int:
         failed.append(path)
         print(f"cat-publish: error: {args.root}/{path}: {exc} (skipped)", file=sys.stderr)
 
+    def unconverted(path: str, reason: str) -> None:
+        print(f"cat-publish: skipped {path}: {reason}", file=sys.stderr)
+
     try:
-        results = publisher.publish_directory(args.root, args.directory, progress=report, on_error=skipped)
+        if hdf5:
+            results = _publish_hdf5(publisher, args.root, args.directory, report, unconverted)
+        else:
+            results = publisher.publish_directory(
+                args.root, args.directory, progress=report, on_error=skipped, on_skip=unconverted
+            )
     except (NotBlosc2, BadRequest) as exc:
         print(f"cat-publish: error: {exc}", file=sys.stderr)
         return 1
@@ -108,6 +123,19 @@ def main(argv: list[str] | None = None) -> int:
         sent = sum(r.uploaded_bytes for r in results)
         print(f"{args.root}: {changed} of {len(results)} dataset(s) changed, {human_bytes(sent)} uploaded")
     return 1 if failed else 0
+
+
+def _publish_hdf5(publisher, root: str, path: Path, report, unconverted) -> list[PublishResult]:
+    """An HDF5 file as the whole root; what cannot be converted is reported, the rest published."""
+    from functions.engine.hdf5.unfold import publish_hdf5_root
+
+    try:
+        outcome = publish_hdf5_root(publisher, root, path, progress=report)
+    except OSError as exc:  # h5py: not an HDF5 file, or unreadable
+        raise BadRequest(f"{path} cannot be read as HDF5: {exc}") from None
+    for where, reason in outcome.skipped:
+        unconverted(where, reason)
+    return outcome.results
 
 
 if __name__ == "__main__":

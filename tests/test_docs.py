@@ -49,6 +49,7 @@ SKIPPED = {
     "docs/catclient.md": 1,  # make run itself
     "docs/deploy.md": 7,  # AWS account, SAM CLI, LocalStack
     "docs/conformance.md": 1,  # runs Caterva2's whole suite (CI runs it)
+    "docs/hdf5.md": 1,  # the 1 GiB benchmark
     "docs/users.md": 0,
     "docs/web.md": 0,
     "docs/wire.md": 0,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -158,6 +158,29 @@ async def append(path: str, request: Request, who: Caller, writes: Writes) -> li
         loc = resolve(path, who, write=True, allow_root_only=False)
         _, data = await _file_field(request, path)
         return await run_in_threadpool(writes.append, loc, data)
+
+
+@router.post("/unfold/{path:path}", summary="Unfold an uploaded HDF5 file into a directory of Blosc2 arrays")
+def unfold(
+    path: str,
+    who: Caller,
+    writes: Writes,
+    response: Response,
+    report: Annotated[bool, Query(description="answer the full report (arrays, skipped objects)")] = False,
+):
+    """``<dir>/<name>.h5`` → ``<dir>/<name>/<hdf5 path>.b2nd`` per dataset; answers the directory's path.
+
+    Objects that cannot be converted (variable-length strings, references, links) are
+    skipped: their number is in ``X-Cat-Skipped``, and ``?report=true`` lists them.
+    """
+    with speaking_as(who):
+        loc = resolve(path, who, write=True, allow_root_only=False)
+        outcome = writes.unfold(loc)
+        directory = loc.at(outcome.directory).path
+    response.headers["X-Cat-Skipped"] = str(len(outcome.skipped))
+    if report:
+        return {**outcome.to_json(), "root": loc.space, "path": directory}
+    return directory
 
 
 # ---------------------------------------------------------------------- large uploads

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from functions.engine import layout
 from functions.engine.content import Loaded, NotBlosc2, load_path, reuse_unchanged
-from functions.engine.errors import Conflict, NotFound, PreconditionFailed
+from functions.engine.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from functions.engine.model import Catalog, ChangeEvent, Content, Head, Manifest, dumps, utcnow_iso
 from functions.engine.ports import BlobStore, EventSink
 
@@ -353,6 +353,7 @@ class Publisher:
         prefix: str = "",
         progress: Callable[[PublishResult], None] | None = None,
         on_error: Callable[[str, Exception], None] | None = None,
+        on_skip: Callable[[str, str], None] | None = None,
     ) -> list[PublishResult]:
         """Publish every file below *directory* into *root*; remove datasets whose file is gone.
 
@@ -371,6 +372,12 @@ class Publisher:
             Called with ``(path, exception)`` for a file that cannot be published
             (e.g. not valid Blosc2); the others go on, and the dataset already
             published under that path is kept.  Without it the error propagates.
+        on_skip : callable, optional
+            Called with ``(path, reason)`` for each object of an HDF5 file that
+            cannot be converted (``x.h5:/group/name``); the rest is published.
+
+        An HDF5 file ``x.h5`` is published as the file itself plus its datasets
+        unfolded below ``x/`` (:mod:`functions.engine.hdf5.unfold`).
 
         Hidden files and directories (names starting with ``.``) are skipped.
         """
@@ -380,6 +387,11 @@ class Publisher:
         for local in _walk(directory):
             rel = prefix + local.relative_to(directory).as_posix()
             seen.add(rel)
+            if local.suffix.lower() in (".h5", ".hdf5"):
+                produced = self._publish_hdf5(root, rel, local, progress, on_error, on_skip)
+                seen.update(r.path for r in produced)
+                results.extend(produced)
+                continue
             try:
                 result = self.publish_file(root, rel, local)
             except NotBlosc2 as exc:
@@ -398,6 +410,22 @@ class Publisher:
             if progress:
                 progress(result)
         return results
+
+    def _publish_hdf5(self, root: str, rel: str, local: Path, progress, on_error, on_skip) -> list:
+        """``x.h5`` of a directory: the file, and its unfolded tree under ``x/``; returns the results."""
+        from functions.engine.hdf5.unfold import publish_hdf5_file  # h5py only when a directory has HDF5
+
+        try:
+            file_result, report = publish_hdf5_file(self, root, rel, local, progress=progress)
+        except (BadRequest, OSError) as exc:  # not HDF5 after all, or no arrays: the file alone is kept
+            if on_error is None:
+                raise
+            on_error(rel, exc)
+            return []
+        for path, reason in report.skipped:
+            if on_skip is not None:
+                on_skip(f"{rel}:{path}", reason)
+        return [file_result, *report.results]
 
 
 def _check_expected(root: str, path: str, head: Head | None, expect_version: int | None) -> None:

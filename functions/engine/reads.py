@@ -26,6 +26,7 @@ from catclient import wire
 from catclient.wire import human_bytes
 from functions.engine import expr, spaces
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
+from functions.engine.hdf5 import groups
 from functions.engine.lazydata import LazyDatasets, MayRead
 from functions.engine.model import Kind, Manifest
 from functions.engine.region import CacheStats, Region
@@ -182,12 +183,15 @@ class ReadService:
         inside = [e for p, e in entries.items() if p.startswith(prefix)]
         if loc.rel and not inside:
             raise DatasetNotFound(loc.path)
-        return {
+        out = {
             "kind": "group",
             "mtime": max((e["mtime"] for e in inside), default=None),
             "size": sum(int(e.get("nbytes", 0)) for e in inside),
             "nfiles": len(inside),
         }
+        if groups.attrs_path(loc.rel.rstrip("/")) in entries:  # an unfolded HDF5 group or file
+            out["attrs"] = groups.group_attrs(self.region, loc.root, loc.rel.rstrip("/"))
+        return out
 
     # ------------------------------------------------------------------ subscriptions
 

@@ -319,6 +319,51 @@ class WriteService:
             return list(content.geometry["shape"])
         raise Conflict(f"{loc.path} kept changing during the append; retry")
 
+    # ------------------------------------------------------------------ unfold
+
+    def unfold(self, loc: Location):
+        """Convert the stored HDF5 file at *loc* into ``<dir>/<stem>/<hdf5 path>.b2nd`` datasets.
+
+        Returns the :class:`~functions.engine.hdf5.unfold.UnfoldReport`; ``loc.at(report.directory)``
+        is the directory's path.  The file is read chunk by chunk from the store (never whole in
+        memory); quota and upload size limits apply to every dataset it creates, and a refusal
+        removes the datasets this call created.  A file with no convertible array is a 400.
+        """
+        from functions.engine.hdf5 import unfold as h5unfold  # h5py only when something unfolds
+
+        if not h5unfold.is_hdf5(loc.rel):
+            raise BadRequest(f"{loc.path} is not an HDF5 file (.h5 or .hdf5): only those can be unfolded")
+        manifest, _ = self._current(loc.root, loc.rel, loc.path)
+        if manifest.kind != Kind.FILE:
+            raise BadRequest(f"{loc.path} is a {manifest.kind}, not an uploaded HDF5 file")
+        entries = self._entries(loc.root)
+        target = loc.at(h5unfold.directory_of(loc.rel))
+        if target.rel in entries:
+            raise BadRequest(f"{target.path} is a file, so {loc.path} cannot be unfolded into it")
+        _check_parents(entries, target)
+        added: dict[str, int] = {}
+
+        def check(rel: str, content: Content) -> None:
+            self.check_upload_size(content.cbytes)
+            added[rel] = content.cbytes
+            self._check_quota(loc, entries, sum(added.values()), set(added))
+
+        committed: list[PublishResult] = []
+
+        def progress(result: PublishResult) -> None:
+            committed.append(result)
+            self.settle(result)  # the writer's next info/list sees it at once
+
+        try:
+            return h5unfold.unfold_stored(
+                manifest, self.region, self.publisher, target.rel, check=check, progress=progress
+            )
+        except (QuotaExceeded, TooLarge):
+            for result in committed:  # what this call created goes; replaced versions stay
+                if result.status == "published" and result.version == 1:
+                    self.settle(self.publisher.delete(loc.root, result.path))
+            raise
+
     # ------------------------------------------------------------------ staged uploads
 
     def stage(self, sub: str) -> dict:
