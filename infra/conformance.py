@@ -118,7 +118,7 @@ def _read_log(path: Path, run: ModuleRun) -> str | None:
 
 
 def _environment(mode: str, log: Path) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CAT_CONFORMANCE_LOG": str(log)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CONFORMANCE_LOG": str(log)}
     env.pop("CATERVA2_SECRET", None)
     if mode == "login":
         # What Caterva2's fixtures read to choose login mode; the value itself is unused here
@@ -138,7 +138,7 @@ def _command(suite: Path, module: str, timeout: int, done: dict[str, str]) -> li
 
 def _ended(run: ModuleRun, proc: subprocess.CompletedProcess, crashed: str | None) -> bool:
     """Whether the module is done after *proc*; records a crash or a collection error."""
-    if os.environ.get("CAT_CONFORMANCE_DEBUG"):
+    if os.environ.get("CONFORMANCE_DEBUG"):
         print(f"  rc={proc.returncode} crashed={crashed} ended={len(run.outcomes)}\n{proc.stdout[-1500:]}")
     if proc.returncode < 0 and crashed is not None:
         run.outcomes[crashed] = "crashed"

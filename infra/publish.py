@@ -59,70 +59,89 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     return p
 
 
+def _fail(message: str, code: int = 1) -> int:
+    print(f"cat-publish: error: {message}", file=sys.stderr)
+    return code
+
+
+def _check(args) -> str | None:
+    """What is wrong with the arguments, or None."""
+    if not args.bucket:
+        return "--bucket (or CAT_ORIGIN_BUCKET) is required"
+    if not args.directory.is_dir() and not _is_hdf5(args.directory):
+        return f"{args.directory} is not a directory or an HDF5 file"
+    try:
+        split_path(args.root)
+    except BadRequest as exc:
+        return str(exc)
+    return None
+
+
+def _is_hdf5(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in (".h5", ".hdf5")
+
+
+class _Output:
+    """What cat-publish prints per dataset (lines or JSON) and what it remembers of failures."""
+
+    def __init__(self, args) -> None:
+        self.args, self.failed = args, []
+
+    def report(self, result: PublishResult) -> None:
+        if self.args.json:
+            print(json.dumps(result.to_json()), flush=True)
+        elif not self.args.quiet:
+            extra = (
+                f"  {result.uploaded_chunks} chunk(s), {human_bytes(result.uploaded_bytes)}"
+                if result.uploaded_chunks
+                else ""
+            )
+            print(f"{result.status:>9}  {self.args.root}/{result.path}  v{result.version}{extra}", flush=True)
+
+    def skipped(self, path: str, exc: Exception) -> None:
+        self.failed.append(path)
+        print(f"cat-publish: error: {self.args.root}/{path}: {exc} (skipped)", file=sys.stderr)
+
+    def unconverted(self, path: str, reason: str) -> None:
+        print(f"cat-publish: skipped {path}: {reason}", file=sys.stderr)
+
+    def summary(self, results: list[PublishResult]) -> None:
+        if not self.args.json:
+            changed = sum(r.status in ("published", "deleted") for r in results)
+            sent = sum(r.uploaded_bytes for r in results)
+            root = self.args.root
+            print(f"{root}: {changed} of {len(results)} dataset(s) changed, {human_bytes(sent)} uploaded")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; exit codes: 0 ok, 1 bad input, 2 conflict, 4 storage error."""
     env = Settings()
     args = _parser(env).parse_args(argv)
-    if not args.bucket:
-        print("cat-publish: error: --bucket (or CAT_ORIGIN_BUCKET) is required", file=sys.stderr)
-        return 1
-    hdf5 = args.directory.is_file() and args.directory.suffix.lower() in (".h5", ".hdf5")
-    if not args.directory.is_dir() and not hdf5:
-        print(f"cat-publish: error: {args.directory} is not a directory or an HDF5 file", file=sys.stderr)
-        return 1
-    try:
-        split_path(args.root)
-    except BadRequest as exc:
-        print(f"cat-publish: error: {exc}", file=sys.stderr)
-        return 1
+    problem = _check(args)
+    if problem:
+        return _fail(problem)
     # Imported here: boto3 costs start-up time that --help and bad arguments need not pay
     from functions.aws import build_publisher
 
     publisher = build_publisher(
         env.model_copy(update={"origin_bucket": args.bucket, "topic_arn": args.topic_arn})
     )
-
-    def report(result: PublishResult) -> None:
-        if args.json:
-            print(json.dumps(result.to_json()), flush=True)
-        elif not args.quiet:
-            extra = (
-                f"  {result.uploaded_chunks} chunk(s), {human_bytes(result.uploaded_bytes)}"
-                if result.uploaded_chunks
-                else ""
-            )
-            print(f"{result.status:>9}  {args.root}/{result.path}  v{result.version}{extra}", flush=True)
-
-    failed = []
-
-    def skipped(path: str, exc: Exception) -> None:
-        failed.append(path)
-        print(f"cat-publish: error: {args.root}/{path}: {exc} (skipped)", file=sys.stderr)
-
-    def unconverted(path: str, reason: str) -> None:
-        print(f"cat-publish: skipped {path}: {reason}", file=sys.stderr)
-
+    out = _Output(args)
     try:
-        if hdf5:
-            results = _publish_hdf5(publisher, args.root, args.directory, report, unconverted)
+        if _is_hdf5(args.directory):
+            results = _publish_hdf5(publisher, args.root, args.directory, out.report, out.unconverted)
         else:
             results = publisher.publish_directory(
-                args.root, args.directory, progress=report, on_error=skipped, on_skip=unconverted
+                args.root, args.directory, progress=out.report, on_error=out.skipped, on_skip=out.unconverted
             )
     except (NotBlosc2, BadRequest) as exc:
-        print(f"cat-publish: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc))
     except Conflict as exc:
-        print(f"cat-publish: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), 2)
     except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
-        print(f"cat-publish: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 4
-    if not args.json:
-        changed = sum(r.status in ("published", "deleted") for r in results)
-        sent = sum(r.uploaded_bytes for r in results)
-        print(f"{args.root}: {changed} of {len(results)} dataset(s) changed, {human_bytes(sent)} uploaded")
-    return 1 if failed else 0
+        return _fail(f"{type(exc).__name__}: {exc}", 4)
+    out.summary(results)
+    return 1 if out.failed else 0
 
 
 def _publish_hdf5(publisher, root: str, path: Path, report, unconverted) -> list[PublishResult]:

@@ -175,12 +175,12 @@ def pytest_configure(config) -> None:
 
 
 def _log(record: dict) -> None:
-    """Append *record* to ``CAT_CONFORMANCE_LOG`` (one JSON line), flushed at once.
+    """Append *record* to ``CONFORMANCE_LOG`` (one JSON line), flushed at once.
 
     Line by line on purpose: a test that crashes the process (a client overrunning a
     buffer) still leaves every earlier outcome, and its own start, on disk.
     """
-    path = os.environ.get("CAT_CONFORMANCE_LOG")
+    path = os.environ.get("CONFORMANCE_LOG")
     if not path:
         return
     import json
