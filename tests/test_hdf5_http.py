@@ -180,7 +180,7 @@ def test_unfold_honours_the_quota(stack, user, small_h5):
     used = httpx.get(f"{stack.api_url}/api/limits", headers=user.cookie).json()["personal_bytes"]
     # the same stack's services with a quota the stored file fits in, but not what unfolding it creates
     base = stack.regions[0].services
-    settings = dataclasses.replace(base.settings, user_quota_bytes=used + 20_000)
+    settings = base.settings.model_copy(update={"user_quota_bytes": used + 20_000})
     services = Services(settings, base.region, base.publisher, base.events, auth=base.auth, staging=base.staging)
     with TestClient(create_app(services)) as client:
         client.headers.update(user.cookie)

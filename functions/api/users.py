@@ -50,12 +50,18 @@ async def add_user(request: Request, who: Caller, payload: AddUser) -> str:
     return await run_in_threadpool(admin.add, who, payload.username, payload.password, payload.superuser)
 
 
-@router.api_route(
-    "/deluser/{username}", methods=["GET", "POST", "DELETE"], responses=_ANSWERS, summary="Delete a user"
-)
 async def delete_user(request: Request, who: Caller, username: str) -> str:
     """Delete an account (superusers); its ``@personal`` data stays in storage."""
     return await run_in_threadpool(_admin(request).remove, who, username)
+
+
+# Caterva2's clients delete with GET or POST, REST clients with DELETE: one route per
+# method, each with its own operation id (one shared id makes the OpenAPI schema invalid).
+for _method in ("GET", "POST", "DELETE"):
+    router.add_api_route(
+        "/deluser/{username}", delete_user, methods=[_method], responses=_ANSWERS,
+        summary="Delete a user (superusers)", operation_id=f"delete_user_{_method.lower()}",
+    )
 
 
 @router.get("/listusers/", responses=_ANSWERS, summary="List users (superusers)")
