@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 
+from functions.engine.answers import AnswerLimits
 from functions.engine.region import ByteLRU, KnownSet
 from infra.local import LocalStack, StackConfig
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if rt.label in unlimited:
             # Read per request from the service, so this is the same as starting
             # that region with CAT_RESPONSE_LIMIT=0
-            rt.services.read.response_limit = 0
+            rt.services.read.limits = AnswerLimits(0, 0)
     info = stack.ready_info()
     info["limits"] = {rt.label: rt.services.read.response_limit for rt in stack.regions}
     info["moto_pid"] = getattr(stack._moto, "pid", None)

@@ -58,6 +58,7 @@ class Services:
         self.read = ReadService(
             self.region,
             response_limit=self.settings.response_limit,
+            stream_limit=self.settings.stream_limit,
             presign_ttl=self.settings.presign_ttl,
             lazy=self.lazy,
         )

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     )
     # Lambda buffers at most 6 MB, ~4.5 MB of binary after base64; 0 disables the limit.
     response_limit: int = _env("CAT_RESPONSE_LIMIT", "largest response body, bytes (0 = no limit)", 4_500_000)
+    # Lambda response streaming returns up to 200 MB (behind a streaming integration); a
+    # buffered Lambda (Mangum behind the HTTP API) cannot stream: 0 there.
+    stream_limit: int = _env(
+        "CAT_STREAM_LIMIT",
+        "largest streamed response body, bytes (answers past CAT_RESPONSE_LIMIT; 0 = never stream)",
+        0,
+    )
     head_ttl: float = _env("CAT_HEAD_TTL", "seconds a cache-bucket copy of a head is trusted", 2.0)
     # Events show within this: a process re-reads its cache bucket at most every memo_ttl seconds.
     memo_ttl: float = _env("CAT_MEMO_TTL", "seconds a process trusts its own memo of a head", 0.2)

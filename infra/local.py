@@ -80,6 +80,8 @@ class StackConfig:
     root_dir: Path | None = REPO / "root-example"
     root_name: str = "example"
     response_limit: int = 4_500_000
+    #: Answers past response_limit are streamed up to this (Lambda response streaming: 200 MB)
+    stream_limit: int = 200_000_000
     moto_in_thread: bool = False
     prefix: str = "cat-local"
     host: str = "127.0.0.1"
@@ -206,6 +208,7 @@ class LocalStack:
             topic_arn=self.resources["topic_arn"],
             region_label=label,
             response_limit=self.config.response_limit,
+            stream_limit=self.config.stream_limit,
             head_ttl=self.config.head_ttl,
             endpoint_url=self.endpoint_url,
             user_pool_id=self.resources["user_pool_id"],
@@ -345,6 +348,7 @@ class LocalStack:
             "topic_arn": self.resources["topic_arn"],
             "root": self.config.root_name,
             "response_limit": self.config.response_limit,
+            "stream_limit": self.config.stream_limit,
             "user_pool_id": self.resources["user_pool_id"],
             "user_pool_client_id": self.resources["user_pool_client_id"],
             "demo_user": self.resources["demo_user"],
@@ -369,7 +373,14 @@ def _parser() -> argparse.ArgumentParser:
         "--response-limit",
         type=int,
         default=Settings().response_limit,
-        help="largest response body in bytes, as on Lambda (0 = unlimited); env CAT_RESPONSE_LIMIT",
+        help="largest buffered response body in bytes, as on Lambda (0 = unlimited); env CAT_RESPONSE_LIMIT",
+    )
+    parser.add_argument(
+        "--stream-limit",
+        type=int,
+        default=200_000_000,
+        help="answers past the response limit are streamed up to this many bytes, as Lambda response "
+        "streaming does (0 = never stream: 413 past the response limit)",
     )
     parser.add_argument(
         "--tomo",
@@ -426,6 +437,7 @@ def _config(args: argparse.Namespace) -> StackConfig:
         root_dir=_root_dir(args),
         root_name=args.root_name,
         response_limit=args.response_limit,
+        stream_limit=args.stream_limit,
         state_dir=args.state,
     )
 

@@ -71,17 +71,26 @@ def test_oversized_whole_fetch_is_413(stack, http):
     import blosc2
     import numpy as np
 
+    from functions.engine.answers import AnswerLimits
     from functions.engine.content import load_object
 
     big = np.random.default_rng(0).random((1200, 1000))  # ~9.6 MB of incompressible doubles
     stack.regions[0].services.publisher.publish("errors", "big.b2nd", load_object(blosc2.asarray(big)))
-    r = http.get("/api/fetch/errors/big.b2nd")
-    assert r.status_code == 413
-    assert "response limit" in r.json()["detail"]
-    r = http.get("/api/download/errors/big.b2nd")
-    assert r.status_code == 413
-    small = http.get("/api/fetch/errors/big.b2nd?slice_=0:10")
-    assert small.status_code == 200
+    read = stack.regions[0].services.read
+    old = read.limits
+    # past the streamed limit too (and on a server that cannot stream, past the buffered one)
+    for limits in (AnswerLimits(old.buffered, 5_000_000), AnswerLimits(old.buffered, 0)):
+        read.limits = limits
+        try:
+            r = http.get("/api/fetch/errors/big.b2nd")
+            assert r.status_code == 413
+            assert "response limit" in r.json()["detail"]
+            r = http.get("/api/download/errors/big.b2nd")
+            assert r.status_code == 413
+            small = http.get("/api/fetch/errors/big.b2nd?slice_=0:10")
+            assert small.status_code == 200
+        finally:
+            read.limits = old
 
 
 def test_post_fetch_accepts_a_body(http):

@@ -26,6 +26,7 @@ import catclient
 from catclient import wire
 from catclient.cache import ChunkCache, chunk_digest
 from catclient.client import normalize_key
+from functions.engine.answers import AnswerLimits
 from infra.example_data import expected
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,15 +52,23 @@ def plan_client(api_url):
 
 
 @contextlib.contextmanager
-def response_limit(stack, limit: int):
-    """Make the first region's API refuse answers over *limit* bytes (413), as Lambda would."""
+def response_limit(stack, limit: int, *, chunks_fit: bool = False):
+    """Make the first region's API refuse answers over *limit* bytes (413), as a buffered Lambda would.
+
+    With *chunks_fit*, ``/api/chunk`` answers stay unbounded: a server whose datasets are all
+    over its limit while each of their chunks fits (what the example data cannot show at a
+    real limit: its whole files are as small as its chunks).
+    """
     read = stack.regions[0].services.read
-    old = read.response_limit
-    read.response_limit = limit
-    try:
-        yield
-    finally:
-        read.response_limit = old
+    old = read.limits
+    read.limits = AnswerLimits(limit, 0)  # 0: no streaming, as Mangum behind the HTTP API
+    with contextlib.ExitStack() as unbounded:
+        if chunks_fit:
+            unbounded.enter_context(mock.patch.object(read, "_sized", lambda body, what, hint: body))
+        try:
+            yield
+        finally:
+            read.limits = old
 
 
 @contextlib.contextmanager
@@ -68,7 +77,7 @@ def chunkwise(stack, api_url):
 
     The limit is the server's, so other clients inside the block are refused too.
     """
-    with response_limit(stack, 40), catclient.Client(api_url, use_plans=False) as c:
+    with response_limit(stack, 40, chunks_fit=True), catclient.Client(api_url, use_plans=False) as c:
         yield c
 
 
@@ -289,7 +298,7 @@ def test_object_api(client, tmp_path):
 def test_download(stack, api_url, tmp_path, monkeypatch, mode):
     kwargs = {"plan_threshold": 0} if mode == "plan" else {"use_plans": mode != "chunkwise"}
     limit = 40 if mode == "chunkwise" else stack.regions[0].services.read.response_limit
-    with response_limit(stack, limit), catclient.Client(api_url, **kwargs) as c:
+    with response_limit(stack, limit, chunks_fit=True), catclient.Client(api_url, **kwargs) as c:
         for path, want in E.items():
             dest = c.download(f"example/{path}", tmp_path / mode / Path(path).name)
             if path.endswith(".b2nd"):
@@ -426,7 +435,7 @@ def test_server_without_plans(api_url, stack):
         assert np.array_equal(c.fetch("example/dir1/ds-3d.b2nd"), E["dir1/ds-3d.b2nd"])
         assert transport.plans == 1  # asked once, then remembered
         assert c.plan("example/ds-1d.b2nd") is None
-        with response_limit(stack, 40):  # too large for the API, and no plans: chunk by chunk
+        with response_limit(stack, 40, chunks_fit=True):  # too large for the API, no plans: chunk by chunk
             assert np.array_equal(c.fetch("example/ds-1d.b2nd"), E["ds-1d.b2nd"])
         assert c.stats.api_chunk_requests == 10
 
@@ -473,8 +482,9 @@ def test_big_read_through_plan(big, stack, api_url):
     limit = stack.regions[0].services.read.response_limit
     want = big[BIG_KEY]
     assert want.nbytes >= 50_000_000 and limit <= 6_000_000
-    # the API alone cannot answer this
-    r = httpx.get(f"{api_url}/api/fetch/big/ints.b2nd", params={"slice_": BIG_SLICE}, timeout=60)
+    # a buffered API alone cannot answer this
+    with response_limit(stack, limit):
+        r = httpx.get(f"{api_url}/api/fetch/big/ints.b2nd", params={"slice_": BIG_SLICE}, timeout=60)
     assert r.status_code == 413 and "response limit" in r.json()["detail"]
 
     with catclient.Client(api_url) as c:
@@ -491,12 +501,17 @@ def test_big_read_through_plan(big, stack, api_url):
         assert chunk_bytes <= stats.bytes_received < chunk_bytes + 200_000
 
 
-def test_big_read_forced_fallback(big, api_url):
-    with catclient.Client(api_url, use_plans=False) as c:
+def test_big_read_forced_fallback(big, stack, api_url):
+    limit = stack.regions[0].services.read.response_limit
+    with response_limit(stack, limit), catclient.Client(api_url, use_plans=False) as c:
         got = c.fetch("big/ints.b2nd", slice_=BIG_SLICE)
         assert np.array_equal(got, big[BIG_KEY])
         assert c.stats.plan_requests == 0 and c.stats.chunk_downloads == 0
         assert c.stats.api_chunk_requests == 27  # 413 from /api/fetch, then chunk by chunk
+    # a streaming API answers the same read in one (streamed) fetch
+    with catclient.Client(api_url, use_plans=False) as c:
+        assert np.array_equal(c.fetch("big/ints.b2nd", slice_=BIG_SLICE), big[BIG_KEY])
+        assert c.stats.api_chunk_requests == 0
 
 
 def test_big_download_and_cache(big, api_url, tmp_path):

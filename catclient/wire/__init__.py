@@ -38,6 +38,7 @@ from catclient.wire.selection import (
     plan_chunks,
     read_frame,
     selected_nbytes,
+    write_frame,
 )
 from catclient.wire.slices import (
     Key,
@@ -87,6 +88,7 @@ __all__ = [
     "parse_slice",
     "plan_chunks",
     "read_frame",
+    "write_frame",
     "schunk_item_range",
     "schunk_touched_chunks",
     "select_ndarray",

@@ -6,7 +6,7 @@ a whole dataset) are compressed again, for transport (:func:`to_cframe`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import blosc2
 import numpy as np
@@ -20,12 +20,26 @@ def _set_vlmeta(schunk, vlmeta: Mapping) -> None:
         schunk.vlmeta[name] = value
 
 
-def assemble_ndarray(geo: Geometry, chunk_bytes: Mapping[int, bytes], *, with_vlmeta: bool = True):
-    """An in-memory ``blosc2.NDArray`` holding the given chunks, others uninitialised.
+def _file(urlpath: str | None) -> dict:
+    # A contiguous frame file: what a streamed answer sends as it is (see the server's answers)
+    return {"urlpath": urlpath, "contiguous": True, "mode": "w"} if urlpath else {}
+
+
+def assemble_ndarray(
+    geo: Geometry,
+    chunk_bytes: Mapping[int, bytes] | Iterable[tuple[int, bytes]],
+    *,
+    with_vlmeta: bool = True,
+    urlpath: str | None = None,
+):
+    """A ``blosc2.NDArray`` holding the given chunks, others uninitialised.
 
     No recompression happens: each stored chunk is put in place with
     ``update_chunk``.  Reading outside the given chunks yields zeros, so callers
     pass at least the chunks their selection touches (see :func:`touched_chunks`).
+    *chunk_bytes* is a mapping, or an iterable of ``(nchunk, bytes)`` consumed one
+    at a time; with *urlpath* the array is a contiguous frame file there (so only
+    one chunk at a time needs to be in memory), else in memory.
     """
     cparams = cparams_from_dict(geo.cparams)
     arr = blosc2.uninit(
@@ -34,18 +48,23 @@ def assemble_ndarray(geo: Geometry, chunk_bytes: Mapping[int, bytes], *, with_vl
         chunks=geo.chunks,
         blocks=geo.blocks,
         cparams=cparams,
+        **_file(urlpath),
     )
-    for nchunk, data in chunk_bytes.items():
+    pairs = chunk_bytes.items() if isinstance(chunk_bytes, Mapping) else chunk_bytes
+    for nchunk, data in pairs:
         arr.schunk.update_chunk(nchunk, data)
     if with_vlmeta:
         _set_vlmeta(arr.schunk, geo.vlmeta)
     return arr
 
 
-def assemble_schunk(geo: Geometry, chunk_bytes: Sequence[bytes], *, with_vlmeta: bool = True):
-    """An in-memory ``blosc2.SChunk`` made of *chunk_bytes* in order (no recompression)."""
+def assemble_schunk(
+    geo: Geometry, chunk_bytes: Sequence[bytes] | Iterable[bytes], *, with_vlmeta: bool = True,
+    urlpath: str | None = None,
+):
+    """A ``blosc2.SChunk`` made of *chunk_bytes* in order (no recompression); a frame file with *urlpath*."""
     cparams = cparams_from_dict(geo.cparams)
-    schunk = blosc2.SChunk(chunksize=geo.chunksize, cparams=cparams)
+    schunk = blosc2.SChunk(chunksize=geo.chunksize, cparams=cparams, **_file(urlpath))
     for i, data in enumerate(chunk_bytes):
         schunk.insert_chunk(i, data)
     if with_vlmeta:
@@ -115,14 +134,20 @@ def transport_cparams(typesize: int = 8) -> blosc2.CParams:
     return blosc2.CParams(codec=blosc2.Codec.ZSTD, clevel=1, typesize=typesize)
 
 
+def to_ndarray(value, *, urlpath: str | None = None) -> blosc2.NDArray:
+    """A numpy result compressed for transport (in memory, or a contiguous frame file at *urlpath*)."""
+    value = np.asarray(value)
+    return blosc2.asarray(value, cparams=transport_cparams(max(1, value.dtype.itemsize)), **_file(urlpath))
+
+
 def to_cframe(value) -> bytes:
     """A numpy result as the cframe clients decode (``blosc2.ndarray_from_cframe``)."""
-    value = np.asarray(value)
-    framed = blosc2.asarray(value, cparams=transport_cparams(max(1, value.dtype.itemsize)))
-    return framed.to_cframe()
+    return to_ndarray(value).to_cframe()
 
 
-def items_schunk(data: bytes, typesize: int) -> blosc2.SChunk:
-    """An in-memory ``blosc2.SChunk`` of *data* (items selected from an SChunk), compressed for transport."""
+def items_schunk(data: bytes, typesize: int, *, urlpath: str | None = None) -> blosc2.SChunk:
+    """A ``blosc2.SChunk`` of *data* (items selected from an SChunk), compressed for transport."""
     typesize = max(1, typesize)
-    return blosc2.SChunk(chunksize=max(len(data), typesize), data=data, cparams=transport_cparams(typesize))
+    return blosc2.SChunk(
+        chunksize=max(len(data), typesize), data=data, cparams=transport_cparams(typesize), **_file(urlpath)
+    )

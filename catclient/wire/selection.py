@@ -18,6 +18,7 @@ Every read of a stored dataset goes the same way, whoever runs it:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from catclient.wire.assemble import (
     items_schunk,
     select_ndarray,
     select_schunk,
-    to_cframe,
+    to_ndarray,
 )
 from catclient.wire.geometry import Geometry, dtype_from_str
 from catclient.wire.slices import (
@@ -327,11 +328,11 @@ class Selection:
             raise LookupError(f"no bytes for chunk(s) {missing[:5]} of the {len(self.touched)} touched")
         return chunks
 
-    def assemble(self, chunks: Mapping[int, bytes]):
+    def assemble(self, chunks: Mapping[int, bytes], *, urlpath: str | None = None):
         """The whole dataset as stored (``blosc2.NDArray`` or ``blosc2.SChunk``, with its vlmeta)."""
         if self.geo.kind == "ndarray":
-            return assemble_ndarray(self.geo, chunks)
-        return assemble_schunk(self.geo, [chunks[i] for i in range(self.geo.nchunks)])
+            return assemble_ndarray(self.geo, chunks, urlpath=urlpath)
+        return assemble_schunk(self.geo, [chunks[i] for i in range(self.geo.nchunks)], urlpath=urlpath)
 
     def result(self, chunks: Mapping[int, bytes]) -> np.ndarray | bytes:
         """The selection itself: a numpy array (n-d arrays) or the selected bytes (SChunks, files).
@@ -367,14 +368,44 @@ class Selection:
             What ``blosc2.ndarray_from_cframe`` / ``blosc2.schunk_from_cframe`` read.
 
         """
+        return self.framed(chunks, post).to_cframe()
+
+    def framed(self, chunks: Mapping[int, bytes], post: PostStep | None = None, *,
+               urlpath: str | None = None):
+        """The answer as a Blosc2 object (what :meth:`frame` serialises); a frame file with *urlpath*."""
         if post is not None and self.geo.kind != "ndarray":
             raise TypeError(f"post-steps apply to n-d arrays, not to a {self.geo.kind}")
         if self.whole and post is None:
-            return self.assemble(chunks).to_cframe()
+            return self.assemble(chunks, urlpath=urlpath)
         result = self.result(chunks)
         if self.geo.kind != "ndarray":
-            return items_schunk(result, self.geo.typesize).to_cframe()
-        return to_cframe(post(result) if post is not None else result)
+            return items_schunk(result, self.geo.typesize, urlpath=urlpath)
+        return to_ndarray(post(result) if post is not None else result, urlpath=urlpath)
+
+
+def write_frame(
+    geo: Geometry,
+    key: Key,
+    fetch: Fetch,
+    urlpath: str,
+    *,
+    limits: Limits | None = None,
+    chunk_sizes: Mapping[int, int] | Sequence[int] | None = None,
+    post: PostStep | None = None,
+) -> int:
+    """:func:`read_frame`, with the answer written as a frame file at *urlpath*; returns its size.
+
+    For answers too big to hold twice (a server streams the file): the selected
+    values are in memory once, their compressed frame only on disk.
+    """
+    limits = limits or Limits()
+    selection = Selection.of(geo, key)
+    selection.check(limits, chunk_sizes, exact=post is None)
+    framed = selection.framed(selection.gather(fetch), post, urlpath=urlpath)
+    del framed  # blosc2 flushes and closes the file with the object
+    size = os.path.getsize(urlpath)
+    limits.check_response(size, limits.name if selection.whole and post is None else "the selection")
+    return size
 
 
 def plan_chunks(geo: Geometry, key: Key) -> list[int]:

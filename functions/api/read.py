@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 
 from functions.api.auth import Caller
 from functions.api.deps import services_of
+from functions.engine.answers import Stream
 from functions.engine.reads import FetchParams, ReadService
 from functions.engine.region import CacheStats
 from functions.engine.spaces import Location, Principal, resolve
@@ -28,9 +30,19 @@ def _dataset(path: str, who: Principal) -> Location:
     return resolve(path, who, allow_root_only=False)
 
 
-def _data_response(body: bytes, stats: CacheStats, **headers: str) -> Response:
-    hdrs = {CACHE_HEADER: stats.header(), **headers}
-    return Response(content=body, media_type="application/octet-stream", headers=hdrs)
+def _body_response(body: bytes | Stream, media_type: str, headers: dict[str, str]) -> Response:
+    """One body, or a streamed one (answers past the buffered limit; see functions.engine.answers)."""
+    if isinstance(body, Stream):
+        # The length is known (a file made before the first byte is sent): clients see
+        # Content-Length, not chunked encoding; the temporary file goes when the answer ends
+        headers = {**headers, "Content-Length": str(body.length)}
+        done = BackgroundTask(body.close)
+        return StreamingResponse(body, media_type=media_type, headers=headers, background=done)
+    return Response(content=body, media_type=media_type, headers=headers)
+
+
+def _data_response(body: bytes | Stream, stats: CacheStats, **headers: str) -> Response:
+    return _body_response(body, "application/octet-stream", {CACHE_HEADER: stats.header(), **headers})
 
 
 class FetchBody(BaseModel):
@@ -131,7 +143,7 @@ def download(
     }
     if dl.content_encoding:
         headers["Content-Encoding"] = dl.content_encoding
-    return Response(content=dl.body, media_type=dl.media_type, headers=headers)
+    return _body_response(dl.body, dl.media_type, headers)
 
 
 @router.get("/plan/{path:path}", summary="Read plan: presigned URLs of the chunks a slice needs")

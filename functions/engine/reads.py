@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from catclient import wire
-from catclient.wire import human_bytes
-from functions.engine import expr, spaces
+from functions.engine import answers, expr, spaces
+from functions.engine.answers import AnswerLimits, Stream
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
 from functions.engine.hdf5 import groups
 from functions.engine.lazydata import LazyDatasets, MayRead
@@ -39,11 +39,15 @@ MAX_SELECTION_BYTES = 1 << 30
 MAX_PRESIGN_SECONDS = 3600
 
 
+#: What to do instead of a read that is too big for any answer of this server
+_PLAN_HINT = "use catclient (it reads big datasets straight from S3) or read chunk-wise via /api/chunk"
+
+
 @dataclass(frozen=True)
 class Download:
     """A body ready to send."""
 
-    body: bytes
+    body: bytes | Stream
     media_type: str
     filename: str
     content_encoding: str | None = None
@@ -83,7 +87,11 @@ class ReadService:
     region : Region
         Where heads, manifests and chunks come from.
     response_limit : int
-        Largest body in bytes (0 = unlimited); larger answers raise :class:`TooLarge`.
+        Largest buffered body in bytes (0 = unlimited).
+    stream_limit : int
+        Largest streamed body in bytes (0 = this process cannot stream): answers
+        between the two limits are streamed (:class:`~functions.engine.answers.Stream`),
+        bigger ones raise :class:`TooLarge` (:class:`~functions.engine.answers.AnswerLimits`).
     presign_ttl : int
         Seconds presigned plan URLs stay valid.
     lazy : LazyDatasets, optional
@@ -96,15 +104,21 @@ class ReadService:
         region: Region,
         *,
         response_limit: int = 0,
+        stream_limit: int = 0,
         presign_ttl: int = 300,
         lazy: LazyDatasets | None = None,
     ) -> None:
         self.region = region
-        self.response_limit = response_limit
+        self.limits = AnswerLimits(response_limit, stream_limit)
         # A URL signed with a role's temporary credentials dies with them whatever its
         # X-Amz-Expires says; an hour stays well inside a Lambda role session
         self.presign_ttl = min(presign_ttl, MAX_PRESIGN_SECONDS)
         self.lazy = lazy
+
+    @property
+    def response_limit(self) -> int:
+        """Largest buffered answer, bytes (``limits.buffered``)."""
+        return self.limits.buffered
 
     # ------------------------------------------------------------------ as the caller
 
@@ -220,19 +234,16 @@ class ReadService:
             raise BadRequest(f"{loc.space!r} is a root, not a dataset")
         return self.region.dataset(loc.root, loc.rel)
 
-    def _check_size(self, nbytes: int, what: str, hint: str) -> None:
-        if self.response_limit and nbytes > self.response_limit:
-            raise TooLarge(
-                f"{what} is {human_bytes(nbytes)}, over this server's response limit of "
-                f"{human_bytes(self.response_limit)}: {hint}"
-            )
+    def _sized(self, body: bytes, what: str, hint: str) -> bytes | Stream:
+        """*body* as it may be sent: buffered, streamed from memory, or refused (413)."""
+        return Stream([body], len(body)) if self.limits.admit(len(body), what, hint) else body
 
     def _lazy(self, m: Manifest) -> LazyDatasets:
         if self.lazy is None:
             raise BadRequest(f"{m.path} is a lazy expression and this server cannot compute")
         return self.lazy
 
-    def chunk(self, loc: Location, nchunk: int, stats: CacheStats, who: Principal) -> bytes:
+    def chunk(self, loc: Location, nchunk: int, stats: CacheStats, who: Principal) -> bytes | Stream:
         """One stored chunk, exactly as ``schunk.get_chunk(nchunk)`` returns it (computed for expressions)."""
         with self._as_user(loc, who):
             m = self.manifest(loc)
@@ -240,10 +251,12 @@ class ReadService:
             if not 0 <= nchunk < n:
                 raise BadRequest(f"nchunk {nchunk} is out of range: {loc.rel} has {n} chunk(s) (0..{n - 1})")
             if m.kind == Kind.LAZY:
-                return self._lazy(m).chunk(m, nchunk, self._may_read(who))
-            return self.region.chunk(m, nchunk, stats)
+                body = self._lazy(m).chunk(m, nchunk, self._may_read(who))
+            else:
+                body = self.region.chunk(m, nchunk, stats)
+            return self._sized(body, f"chunk {nchunk} of {loc.rel}", _PLAN_HINT)
 
-    def fetch(self, loc: Location, params: FetchParams, stats: CacheStats, who: Principal) -> bytes:
+    def fetch(self, loc: Location, params: FetchParams, stats: CacheStats, who: Principal) -> bytes | Stream:
         """A cframe of the selection (whole datasets are re-framed without recompression)."""
         with self._as_user(loc, who):
             m = self.manifest(loc)
@@ -263,32 +276,52 @@ class ReadService:
         except wire.SliceError as exc:
             raise BadRequest(str(exc)) from None
         body = self._lazy(m).frame(m, key, may_read)
-        self._check_size(len(body), "the computed selection", "ask for a smaller slice, or read chunk-wise")
-        return body
+        return self._sized(body, "the computed selection", "ask for a smaller slice, or read chunk-wise")
 
-    def _fetch_stored(self, m: Manifest, params: FetchParams, stats: CacheStats) -> bytes:
+    def _fetch_stored(self, m: Manifest, params: FetchParams, stats: CacheStats) -> bytes | Stream:
         """The selection through the one pipeline client and server share (``wire.read_frame``)."""
         geo = m.geometry
         whole_hint = "ask for slices, or read chunk-wise via /api/chunk"
-        limits = wire.Limits(
-            response=self.response_limit or None,
-            hint="ask for a smaller slice, or read chunk-wise" if params.key_given else whole_hint,
-            name=m.path,
-        )
+        hint = "ask for a smaller slice, or read chunk-wise" if params.key_given else whole_hint
+        sizes = [r.size for r in m.refs]
+
+        def fetch(indices):
+            return self.region.chunks(m, indices, stats)
+
         try:
             key = wire.parse_key(geo, params.slice_, params.indices)
-            return wire.read_frame(
-                geo,
-                key,
-                lambda indices: self.region.chunks(m, indices, stats),
-                limits=limits,
-                chunk_sizes=[r.size for r in m.refs],
-                post=self._post_step(m, params),
-            )
+            post = self._post_step(m, params)
+            if self._streams(geo, key, post, sizes, m.path, hint):
+
+                def once(indices):  # read once for this answer: not kept in the chunk LRU
+                    return self.region.chunks(m, indices, stats, keep=False)
+
+                return self._stream_selection(geo, key, once, post, sizes, m.path, hint)
+            limits = wire.Limits(response=self.response_limit or None, hint=hint, name=m.path)
+            return wire.read_frame(geo, key, fetch, limits=limits, chunk_sizes=sizes, post=post)
         except wire.SelectionTooLarge as exc:
             raise TooLarge(str(exc)) from None
         except (wire.SliceError, IndexError, TypeError) as exc:
             raise BadRequest(str(exc)) from None
+
+    def _streams(self, geo, key, post, sizes: list[int], name: str, hint: str) -> bool:
+        """Whether a selection's answer may outgrow the buffered limit (then it is made on disk, streamed)."""
+        if not (self.limits.streamed and self.limits.buffered):
+            return False
+        if key == () and post is None:  # framed as stored: the stored sizes are the answer's size
+            return self.limits.admit(sum(sizes) + answers.FRAME_SLACK, name, hint)
+        return wire.Selection.of(geo, key).nbytes + answers.FRAME_SLACK > self.limits.buffered
+
+    def _stream_selection(self, geo, key, fetch, post, sizes, name: str, hint: str) -> bytes | Stream:
+        if key == () and post is None:
+            return answers.frame_file(geo, fetch)
+        limits = wire.Limits(response=self.limits.streamed, hint=hint, name=name)
+        stream = answers.array_file(
+            lambda path: wire.write_frame(geo, key, fetch, path, limits=limits, chunk_sizes=sizes, post=post)
+        )
+        if stream.length > self.limits.buffered:
+            return stream
+        return b"".join(stream)  # it came out small (compressible, or filtered): one body
 
     def _post_step(self, m: Manifest, params: FetchParams):
         """The filter and field of a fetch, as a step on the selected array (None: nothing to do)."""
@@ -321,11 +354,10 @@ class ReadService:
 
     def _download_stored(self, m: Manifest, name: str, blosc2_encoding: bool, stats: CacheStats) -> Download:
         geo = m.geometry
-        hint = "use catclient (it reads big datasets straight from S3) or read chunk-wise via /api/chunk"
-        if m.kind == Kind.FILE and not blosc2_encoding:
-            self._check_size(geo.nbytes, name, hint)
-        else:
-            self._check_size(m.content.cbytes, name, hint)
+        plain = m.kind == Kind.FILE and not blosc2_encoding
+        size = geo.nbytes if plain else m.content.cbytes + answers.FRAME_SLACK
+        if self.limits.admit(size, name, _PLAN_HINT):
+            return self._download_streamed(m, name, plain, stats)
         chunks = self.region.chunks(m, range(len(m.refs)), stats)
         if m.kind == Kind.NDARRAY:
             body = wire.assemble_ndarray(geo, chunks).to_cframe()
@@ -337,6 +369,19 @@ class ReadService:
             return Download(schunk.to_cframe(), "application/octet-stream", name, content_encoding="blosc2")
         media = mimetypes.guess_type(name)[0] or "application/octet-stream"
         return Download(schunk[:] if geo.nbytes else b"", media, name)
+
+    def _download_streamed(self, m: Manifest, name: str, plain: bool, stats: CacheStats) -> Download:
+        """A download past the buffered limit, made a few chunks at a time."""
+
+        def fetch(indices):  # read once for this answer: not kept in the chunk LRU
+            return self.region.chunks(m, indices, stats, keep=False)
+
+        if plain:
+            body = answers.plain_chunks(m.geometry.nbytes, len(m.refs), fetch)
+            return Download(body, mimetypes.guess_type(name)[0] or "application/octet-stream", name)
+        body = answers.frame_file(m.geometry, fetch)
+        encoding = "blosc2" if m.kind == Kind.FILE else None
+        return Download(body, "application/octet-stream", name, content_encoding=encoding)
 
     # ------------------------------------------------------------------ plans
 

@@ -326,8 +326,15 @@ class Region:
         """One chunk's bytes."""
         return self.chunks(manifest, [nchunk], stats)[nchunk]
 
-    def chunks(self, manifest: Manifest, indices: Iterable[int], stats: CacheStats) -> dict[int, bytes]:
-        """Bytes of the chunks at *indices*, fetched in parallel; identical chunks once."""
+    def chunks(
+        self, manifest: Manifest, indices: Iterable[int], stats: CacheStats, *, keep: bool = True
+    ) -> dict[int, bytes]:
+        """Bytes of the chunks at *indices*, fetched in parallel; identical chunks once.
+
+        ``keep=False`` leaves what was fetched out of the in-process LRU: a streamed
+        answer reads a whole dataset once, which would evict the working set of the
+        small reads the LRU is for (the chunks stay in the region's cache bucket).
+        """
         out: dict[int, bytes] = {}
         wanted: dict[str, list[int]] = {}
         for i in indices:
@@ -346,7 +353,8 @@ class Region:
             return digest, self._immutable(layout.chunk_key(digest), stats, digest)
 
         for digest, data in self._pool.map(fetch, wanted):
-            self.lru.put(digest, data)
+            if keep:
+                self.lru.put(digest, data)
             for i in wanted[digest]:
                 out[i] = data
         return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import blosc2
 import numpy as np
 
+from functions.engine.answers import Stream
 from functions.engine.reads import FetchParams
 from functions.engine.region import CacheStats
 from functions.engine.spaces import PERSONAL, PUBLIC, SHARED, Principal, resolve
@@ -50,8 +51,13 @@ def values(
 ) -> np.ndarray:
     """A selection of an n-d dataset (stored or lazy) as numpy, as ``/api/fetch`` would answer it."""
     loc = resolve(path, who, allow_root_only=False)
-    body = services.read.fetch(loc, FetchParams(slice_, field, filter), CacheStats(), who)
+    body = _whole(services.read.fetch(loc, FetchParams(slice_, field, filter), CacheStats(), who))
     return blosc2.ndarray_from_cframe(body)[()]
+
+
+def _whole(body) -> bytes:
+    """A fetch's answer as bytes: pages are bounded by their own limit, so a streamed one is joined."""
+    return b"".join(body) if isinstance(body, Stream) else body
 
 
 def plane(services: Services, who: Principal, path: str, key: str) -> np.ndarray:
@@ -67,7 +73,7 @@ def file_head(services: Services, who: Principal, path: str, nbytes: int) -> tup
         return b"", 0
     loc = resolve(path, who, allow_root_only=False)
     params = FetchParams(slice_=f"0:{min(nbytes, size)}")
-    body = services.read.fetch(loc, params, CacheStats(), who)
+    body = _whole(services.read.fetch(loc, params, CacheStats(), who))
     return bytes(blosc2.schunk_from_cframe(body)[:]), size
 
 
