@@ -117,7 +117,14 @@ def _gc(args) -> tuple[object, str]:
     from functions.engine.gc import collect
     from functions.settings import Settings
 
-    store = S3Store(s3_client(Settings(endpoint_url=args.endpoint_url)), args.bucket)
+    settings = Settings(endpoint_url=args.endpoint_url)
+    if args.delete and args.grace < settings.presign_ttl:
+        print(
+            f"warning: a grace under CAT_PRESIGN_TTL ({settings.presign_ttl} s) may delete chunks of a "
+            "version that read plans handed out a moment ago still name",
+            file=sys.stderr,
+        )
+    store = S3Store(s3_client(settings), args.bucket)
     report = collect(
         store,
         grace=args.grace,

@@ -41,6 +41,7 @@ from functions.settings import Settings
 from infra.dispatch import start_dispatcher
 from infra.endpoint import add_options as add_endpoint_options
 from infra.endpoint import from_args as endpoint_from_args
+from infra.envfile import DUMMY_CREDENTIALS
 
 log = logging.getLogger("cat-local")
 
@@ -48,12 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "template.yaml"
 #: Where ``--tomo`` builds the published root (git-ignored: ``root-example/`` stays as committed)
 TOMO_ROOT = REPO / ".cache" / "root-tomo"
-_FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+_FAKE_CREDENTIALS = {**DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
