@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     add = users.add_parser("add", help="create a confirmed user with a permanent password")
     add.add_argument("username")
     add.add_argument("--password", help="the password (default: generate and print a strong one)")
+    add.add_argument(
+        "--superuser", action="store_true", help="a superuser (may add, list and delete users over the API)"
+    )
     users.add_parser("list", help="list users")
     rm = users.add_parser("remove", help="delete a user (their data stays)")
     rm.add_argument("username")
@@ -90,9 +93,9 @@ def _users(args) -> tuple[object, str]:
     auth = admin_authenticator(args.pool_id, args.endpoint_url)
     if args.command == "add":
         password = args.password or generate_password()
-        user = auth.add_user(args.username, password)
-        out = {"username": user.username, "sub": user.sub}
-        text = f"added {user.username} (sub {user.sub})"
+        user = auth.add_user(args.username, password, superuser=args.superuser)
+        out = {"username": user.username, "sub": user.sub, "superuser": args.superuser}
+        text = f"added {'superuser ' if args.superuser else ''}{user.username} (sub {user.sub})"
         if not args.password:
             out["password"] = password
             text += f"\npassword: {password}"

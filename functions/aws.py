@@ -14,6 +14,7 @@ from botocore.config import Config
 
 from functions.adapters.s3 import S3Staging, S3Store
 from functions.adapters.sns import SnsSink
+from functions.adapters.url_fetch import UrlDownloader
 from functions.engine.ports import EventSink
 from functions.engine.publish import Publisher
 from functions.engine.region import Region
@@ -186,6 +187,7 @@ def build_services(settings: Settings, *, events: EventSink | None = None) -> Se
         staging=S3Staging(s3, staging_bucket) if staging_bucket else None,
         invoker=build_invoker(settings),
         drop=S3Store(s3, settings.ingest_bucket) if settings.ingest_bucket else None,
+        downloader=UrlDownloader(s3),
     )
 
 

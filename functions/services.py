@@ -9,10 +9,11 @@ from functions.engine import compute
 from functions.engine.compute import Coordinator
 from functions.engine.lazydata import LazyDatasets
 from functions.engine.limits import LoginLimiter
-from functions.engine.ports import Authenticator, BlobStore, EventSink, Invoker, Staging
+from functions.engine.ports import Authenticator, BlobStore, Downloader, EventSink, Invoker, Staging
 from functions.engine.publish import Publisher
 from functions.engine.reads import ReadService
 from functions.engine.region import Region
+from functions.engine.urlload import UrlLoads, UrlPolicy
 from functions.engine.users import UserAdmin
 from functions.engine.writes import WriteService
 from functions.settings import Settings
@@ -38,12 +39,15 @@ class Services:
     invoker: Invoker | None = None
     #: The ingest bucket (S3 drops to publish); None where this process has none
     drop: BlobStore | None = None
+    #: Fetches URLs for /api/load_from_url; None = this server loads no URLs
+    downloader: Downloader | None = None
     coordinator: Coordinator = field(init=False)
     lazy: LazyDatasets = field(init=False)
     writes: WriteService = field(init=False)
     login_limiter: LoginLimiter = field(init=False)
     #: Superusers' administration of accounts; None without a user pool
     users: UserAdmin | None = field(init=False)
+    url_loads: UrlLoads | None = field(init=False)
 
     def __post_init__(self) -> None:
         if self.invoker is None:
@@ -67,3 +71,5 @@ class Services:
         )
         self.login_limiter = LoginLimiter(self.settings.login_failures_per_minute, 60.0)
         self.users = UserAdmin(self.auth, self.settings.max_users) if self.auth is not None else None
+        policy = UrlPolicy(self.settings.load_url_prefixes, max_bytes=self.settings.max_upload_bytes)
+        self.url_loads = None if self.downloader is None else UrlLoads(self.writes, self.downloader, policy)

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     max_users: int = _env(
         "CAT_MAX_USERS", "most accounts `/api/adduser` lets the pool hold (0 = no bound)", 0
     )
+    # The server fetches what users name: outside these prefixes only https to public addresses
+    load_url_allow: str = _env(
+        "CAT_LOAD_URL_ALLOW",
+        "comma-separated URL prefixes `/api/load_from_url` may fetch besides public https "
+        "(`s3://bucket/`, `http://10.0.0.5/`)",
+        "",
+    )
     login_failures_per_minute: int = _env(
         "CAT_LOGIN_FAILURES", "failed logins tolerated per user and per address per minute", 10
     )
@@ -96,6 +103,11 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value):
         # An exported-but-empty AWS_ENDPOINT_URL means "no override", as boto3 reads it.
         return value or None
+
+    @property
+    def load_url_prefixes(self) -> tuple[str, ...]:
+        """``load_url_allow`` as a tuple of prefixes."""
+        return tuple(p.strip() for p in self.load_url_allow.split(",") if p.strip())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

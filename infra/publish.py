@@ -54,6 +54,11 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         default=settings.topic_arn,
         help="SNS topic for change events (env CAT_TOPIC_ARN; empty: no events)",
     )
+    p.add_argument(
+        "--no-unfold",
+        action="store_true",
+        help="publish a directory's .h5/.hdf5 files only as files (default: also unfolded below x/)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object per dataset")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     return p
@@ -132,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             results = _publish_hdf5(publisher, args.root, args.directory, out.report, out.unconverted)
         else:
             results = publisher.publish_directory(
-                args.root, args.directory, progress=out.report, on_error=out.skipped, on_skip=out.unconverted
+                args.root, args.directory, progress=out.report, on_error=out.skipped, on_skip=out.unconverted,
+                unfold_hdf5=not args.no_unfold,
             )
     except (NotBlosc2, BadRequest) as exc:
         return _fail(str(exc))

@@ -10,6 +10,11 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+#: A bucket the test stack's /api/load_from_url may read (tests/test_load_from_url.py)
+LOAD_BUCKET = "cat-test-loads"
+# The stacks of the tests may load from loopback HTTP servers the tests start (any port), and
+# from LOAD_BUCKET; a deployed server allows only public https unless configured
+os.environ.setdefault("CAT_LOAD_URL_ALLOW", f"http://127.0.0.1:,s3://{LOAD_BUCKET}/")
 
 # moto must apply conditional PUTs atomically, as S3 does (see infra/moto_patch.py)
 from infra.moto_patch import apply as _atomic_conditional_puts  # noqa: E402
@@ -37,6 +42,7 @@ def stack():
     # moto as a child process: in a thread it would share moto's in-process backends with the
     # mock_aws() unit tests, whose resets would wipe the stack's buckets and user pool
     st = LocalStack(StackConfig(port=0, moto_in_thread=False, head_ttl=1.0)).start()
+    st.client("s3").create_bucket(Bucket=LOAD_BUCKET)
     try:
         yield st
     finally:

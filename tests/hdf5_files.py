@@ -124,3 +124,30 @@ def same(got: np.ndarray, want: np.ndarray) -> bool:
         if not (want.dtype.kind == got.dtype.kind and want.dtype.itemsize == got.dtype.itemsize):
             return False
     return bool(np.array_equal(got, want))
+
+
+def make_undefined_fill(path: Path) -> Path:
+    """A file whose datasets declare no fill value at all, as PyTables writes them.
+
+    h5py can only set a defined fill value, so libhdf5's ``H5Pset_fill_value(dcpl, type,
+    NULL)`` is called through ctypes on the library h5py bundles (or links).
+    """
+    import ctypes
+    import ctypes.util
+    import glob
+    import os
+
+    bundled = glob.glob(os.path.join(os.path.dirname(h5py.__file__), os.pardir, "h5py.libs", "libhdf5-*"))
+    libhdf5 = ctypes.CDLL(bundled[0] if bundled else ctypes.util.find_library("hdf5"))
+    with h5py.File(path, "w") as f:
+        for name, dtype, values in (("ints", h5py.h5t.NATIVE_INT32, np.arange(10, dtype="i4")),
+                                    ("table/t", None, np.zeros(6, dtype=[("a", "i2"), ("b", "f8")]))):
+            tid = dtype if dtype is not None else h5py.h5t.py_create(values.dtype)
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_chunk((4,))
+            assert libhdf5.H5Pset_fill_value(ctypes.c_int64(dcpl.id), ctypes.c_int64(tid.id), None) >= 0
+            group = f.require_group(os.path.dirname(name)) if "/" in name else f
+            space = h5py.h5s.create_simple(values.shape)
+            dset = h5py.Dataset(h5py.h5d.create(group.id, os.path.basename(name).encode(), tid, space, dcpl=dcpl))
+            dset[...] = values
+    return path

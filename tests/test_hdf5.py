@@ -20,7 +20,7 @@ from functions.engine.hdf5.storedfile import StoredFile
 from functions.engine.hdf5.unfold import publish_hdf5_file, publish_hdf5_root, unfold
 from functions.engine.model import Manifest
 from functions.engine.publish import Publisher
-from tests.hdf5_files import SKIPPED, datasets, make_varied, same
+from tests.hdf5_files import SKIPPED, datasets, make_undefined_fill, make_varied, same
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,20 @@ def test_every_dataset_converts_element_for_element(varied):
         got, m = _array(pub, "h5", rel)
         assert same(got, values), rel
         assert tuple(m.geometry.shape) == values.shape, rel
+
+
+def test_datasets_without_a_fill_value_convert(tmp_path):
+    # PyTables files declare no fill value; reading one raises in h5py, which aborted a publish
+    path = make_undefined_fill(tmp_path / "nofill.h5")
+    with h5py.File(path) as f, pytest.raises(RuntimeError):
+        f["ints"].fillvalue  # noqa: B018 - the state this test is about
+    pub = Publisher(MemoryStore())
+    report = publish_hdf5_root(pub, "h5", path)
+    want = datasets(path)
+    assert report.arrays == 2
+    for rel, values in want.items():
+        got, _ = _array(pub, "h5", rel)
+        assert same(got, values), rel
 
 
 def test_dtypes_shapes_and_chunks_follow_hdf5(varied):

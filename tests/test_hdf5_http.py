@@ -241,6 +241,17 @@ def test_directory_with_an_hdf5_file(stack, small_h5, tmp_path, monkeypatch):
         assert client.get_list(f"h5dir-{RUN}") == ["notes.txt"]
 
 
+def test_directory_with_an_hdf5_file_not_unfolded(stack, small_h5, tmp_path, monkeypatch):
+    (tmp_path / "x.h5").write_bytes(small_h5.read_bytes())
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint_url)
+    root = f"h5flat-{RUN}"
+    assert publish_main([str(tmp_path), "--root", root, "--no-unfold", *_env_args(stack)]) == 0
+    with cat2.Client(stack.api_url) as client:
+        assert client.get_list(root) == ["x.h5"]
+    download = httpx.get(f"{stack.api_url}/api/download/{root}/x.h5")
+    assert download.content == small_h5.read_bytes()
+
+
 def test_export_from_the_api_round_trips(stack, published_root, small_h5, tmp_path):
     from infra.hdf5_cli import export_main
     from tests.test_hdf5_cli import assert_same_h5

@@ -23,10 +23,14 @@ RUN = uuid.uuid4().hex[:8]
 
 @pytest.fixture(scope="module")
 def superuser(stack):
+    # made by cat-admin, as an operator makes the first superuser of a deployment
+    from functions.admin import main as admin_main
+
     name, password = f"root-{RUN}", generate_password()
-    admin_authenticator(stack.resources["user_pool_id"], stack.endpoint_url).add_user(
-        name, password, superuser=True
-    )
+    argv = ["--pool-id", stack.resources["user_pool_id"], "--endpoint-url", stack.endpoint_url]
+    assert admin_main([*argv, "users", "add", name, "--password", password, "--superuser"]) == 0
+    auth = admin_authenticator(stack.resources["user_pool_id"], stack.endpoint_url)
+    assert auth.is_superuser(name)
     return name, password
 
 

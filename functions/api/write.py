@@ -10,7 +10,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Form, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -18,8 +18,9 @@ from starlette.datastructures import UploadFile
 from catclient.wire import human_bytes
 from functions.api.auth import Caller
 from functions.api.deps import services_of
-from functions.engine.errors import BadRequest, TooLarge
+from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
 from functions.engine.spaces import Location, Principal, resolve, speaking_as
+from functions.engine.urlload import MAX_URL_CHARS
 from functions.engine.writes import WriteService
 
 router = APIRouter(prefix="/api", tags=["writes"])
@@ -181,6 +182,25 @@ def unfold(
     if report:
         return {**outcome.to_json(), "root": loc.space, "path": directory}
     return directory
+
+
+@router.post("/load_from_url/{path:path}", summary="Load a file from a URL (form field 'remote_url')")
+def load_from_url(
+    path: str,
+    request: Request,
+    who: Caller,
+    remote_url: Annotated[str, Form(max_length=MAX_URL_CHARS, description="the URL to load")],
+) -> str:
+    """Fetch *remote_url* and store it at *path* as an upload of its bytes would be; answers the path.
+
+    Only ``https`` URLs of public hosts unless the server allows more (``CAT_LOAD_URL_ALLOW``).
+    """
+    loads = services_of(request).url_loads
+    if loads is None:
+        raise DatasetNotFound("load_from_url (this server loads no URLs)")
+    with speaking_as(who):
+        loc = resolve(path, who, write=True)
+        return loads.load(loc, remote_url, into=path.endswith("/"))
 
 
 # ---------------------------------------------------------------------- large uploads

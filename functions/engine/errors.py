@@ -150,6 +150,13 @@ class UnsafeToCollect(RuntimeError):
     """
 
 
+# ---------------------------------------------------------------------- loads from URLs
+
+
+class UpstreamFailed(RuntimeError):
+    """A URL a caller asked the server to load failed on the remote side (HTTP 502)."""
+
+
 # ---------------------------------------------------------------------- the table
 
 #: Caterva2's (fastapi-users') code for a failed login, which its clients know
@@ -196,6 +203,7 @@ RULES: tuple[Rule, ...] = (
     Rule(ProviderUnavailable, 503, headers=lambda e: {"Retry-After": "5"}),
     Rule(CorruptChunk, 502),
     Rule(ComputeFailed, 502),
+    Rule(UpstreamFailed, 502),
 )
 
 _BY_NAME = {rule.error.__name__: rule for rule in RULES}

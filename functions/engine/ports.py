@@ -11,6 +11,7 @@ port               what for                                    adapters (``funct
                                                                ``inprocess.LocalInvoker``
 ``Staging``        large uploads through presigned PUTs        ``s3.S3Staging``
 ``Authenticator``  logins, tokens, user accounts               ``cognito.CognitoAuthenticator``
+``Downloader``     fetching a URL a user names                 ``url_fetch.UrlDownloader``
 =================  ==========================================  =====================================
 
 The storage layout (docs/ARCHITECTURE.md) fits in a handful of blob-store calls:
@@ -22,7 +23,7 @@ domain's own (:mod:`functions.engine.errors`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -153,6 +154,21 @@ class Staging(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove a staged object."""
+        ...
+
+
+class Downloader(Protocol):
+    """Fetches the file behind a URL (``https``/``http``, ``s3://``) with bounded work."""
+
+    def fetch(self, url: str, *, max_bytes: int, vet: Callable[[str, list[str]], None]) -> bytes:
+        """The body at *url*.
+
+        *vet* (url, resolved addresses) is called for every hop (redirects included)
+        before connecting, and raises to refuse it; the connection goes to the vetted
+        address.  Raises :class:`~functions.engine.errors.TooLarge` past *max_bytes*
+        (0 = no bound), :class:`~functions.engine.errors.BadRequest` when the remote
+        answers 4xx, :class:`~functions.engine.errors.UpstreamFailed` when it fails.
+        """
         ...
 
 

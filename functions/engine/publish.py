@@ -368,6 +368,7 @@ class Publisher:
         progress: Callable[[PublishResult], None] | None = None,
         on_error: Callable[[str, Exception], None] | None = None,
         on_skip: Callable[[str, str], None] | None = None,
+        unfold_hdf5: bool = True,
     ) -> list[PublishResult]:
         """Publish every file below *directory* into *root*; remove datasets whose file is gone.
 
@@ -390,8 +391,10 @@ class Publisher:
             Called with ``(path, reason)`` for each object of an HDF5 file that
             cannot be converted (``x.h5:/group/name``); the rest is published.
 
-        An HDF5 file ``x.h5`` is published as the file itself plus its datasets
-        unfolded below ``x/`` (:mod:`functions.engine.hdf5.unfold`).
+        unfold_hdf5 : bool
+            Whether an HDF5 file ``x.h5`` is published as the file itself plus its
+            datasets unfolded below ``x/`` (:mod:`functions.engine.hdf5.unfold`), or
+            only as the file (as Caterva2's server serves a directory).
 
         Hidden files and directories (names starting with ``.``) are skipped.
         """
@@ -401,7 +404,7 @@ class Publisher:
         for local in _walk(directory):
             rel = prefix + local.relative_to(directory).as_posix()
             seen.add(rel)
-            if local.suffix.lower() in (".h5", ".hdf5"):
+            if unfold_hdf5 and local.suffix.lower() in (".h5", ".hdf5"):
                 produced = self._publish_hdf5(root, rel, local, progress, on_error, on_skip)
                 seen.update(r.path for r in produced)
                 results.extend(produced)

@@ -123,7 +123,8 @@ class StackServices:
         self.stack = LocalStack(config).start(publish=False)
         publisher = self.stack.regions[0].services.publisher
         for root in self.roots:
-            publisher.publish_directory(root.name, pathlib.Path(root.source))
+            # as the reference serves a root directory: an .h5 is a file (not also unfolded)
+            publisher.publish_directory(root.name, pathlib.Path(root.source), unfold_hdf5=False)
         _mirror_before_requests(Mirror(self.stack.regions[0].services))
 
     def stop_all(self) -> None:

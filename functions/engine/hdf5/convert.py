@@ -159,7 +159,9 @@ def _layout(dset: h5py.Dataset) -> dict:
         out["maxshape"] = [m if m is not None else -1 for m in dset.maxshape]
     try:
         fill, _ = h5attrs.encode(np.asarray(dset.fillvalue)[()])
-    except (h5attrs.Unrepresentable, TypeError, ValueError):
+    # RuntimeError: h5py cannot read a fill value the file declares undefined
+    # (H5D_FILL_VALUE_UNDEFINED, e.g. variable-length strings written by other tools)
+    except (h5attrs.Unrepresentable, TypeError, ValueError, RuntimeError):
         fill = None
     if fill not in (None, 0, 0.0, "", False):
         out["fillvalue"] = fill
