@@ -1,4 +1,4 @@
-"""Administration of user accounts in the Cognito user pool.
+"""Administration: user accounts in the Cognito user pool, and garbage collection of the origin bucket.
 
 ``python -m functions.admin users add NAME [--password PW]`` (a strong password
 is generated and printed when none is given), ``users list``, ``users remove NAME``.
@@ -7,6 +7,12 @@ credentials and region the usual way and honours ``AWS_ENDPOINT_URL`` (or
 ``--endpoint-url``) for the local stack's moto server.
 
 Removing a user leaves their ``@personal`` data in storage (under their sub).
+
+``python -m functions.admin gc [--delete]`` finds the chunks and manifests of
+the origin bucket (``--bucket`` or ``CAT_ORIGIN_BUCKET``) that no live version
+references and, with ``--delete``, deletes them; nothing written less than
+``--grace`` seconds ago (``CAT_GC_GRACE``) is touched.  Without ``--delete`` it
+is a dry run that only counts.
 """
 
 from __future__ import annotations
@@ -68,35 +74,100 @@ def _parser() -> argparse.ArgumentParser:
     users.add_parser("list", help="list users")
     rm = users.add_parser("remove", help="delete a user (their data stays)")
     rm.add_argument("username")
+    gc = area.add_parser("gc", help="garbage collection of the origin bucket (a dry run unless --delete)")
+    gc.add_argument("--bucket", default=settings.origin_bucket, help="origin bucket; env CAT_ORIGIN_BUCKET")
+    gc.add_argument(
+        "--grace",
+        type=float,
+        default=settings.gc_grace,
+        help="seconds after its last write an object is kept; env CAT_GC_GRACE (default %(default)s)",
+    )
+    gc.add_argument("--keep-versions", type=int, default=0, help="earlier versions to keep per dataset")
+    gc.add_argument("--delete", action="store_true", help="delete the garbage (default: only count it)")
+    gc.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
+
+
+def _users(args) -> tuple[object, str]:
+    """Run a ``users`` command; (JSON answer, text answer)."""
+    auth = admin_authenticator(args.pool_id, args.endpoint_url)
+    if args.command == "add":
+        password = args.password or generate_password()
+        user = auth.add_user(args.username, password, superuser=args.superuser)
+        out = {"username": user.username, "sub": user.sub, "superuser": args.superuser}
+        text = f"added {'superuser ' if args.superuser else ''}{user.username} (sub {user.sub})"
+        if not args.password:
+            out["password"] = password
+            text += f"\npassword: {password}"
+        return out, text
+    if args.command == "list":
+        users = auth.list_users()
+        out = [{"username": u.username, "sub": u.sub} for u in users]
+        return out, "\n".join(f"{u.username}\t{u.sub}" for u in users) or "(no users)"
+    auth.remove_user(args.username)
+    return {"removed": args.username}, f"removed {args.username}"
+
+
+def _progress(phase: str, done: int) -> None:
+    print(f"gc: {phase}: {done} objects", file=sys.stderr, flush=True)
+
+
+def _gc(args) -> tuple[object, str]:
+    """Run ``gc``; (JSON answer, text answer)."""
+    from catclient.wire import human_bytes
+    from functions.adapters.s3 import S3Store
+    from functions.aws import s3_client
+    from functions.engine.gc import collect
+    from functions.settings import Settings
+
+    settings = Settings(endpoint_url=args.endpoint_url)
+    if args.delete and args.grace < settings.presign_ttl:
+        print(
+            f"warning: a grace under CAT_PRESIGN_TTL ({settings.presign_ttl} s) may delete chunks of a "
+            "version that read plans handed out a moment ago still name",
+            file=sys.stderr,
+        )
+    store = S3Store(s3_client(settings), args.bucket)
+    report = collect(
+        store,
+        grace=args.grace,
+        delete=args.delete,
+        keep=args.keep_versions,
+        progress=None if args.quiet else _progress,
+    )
+    lines = [f"s3://{args.bucket}: {report.heads} heads, {report.catalogs} catalogs, grace {args.grace:g} s"]
+    for name, kind in (("chunks", report.chunks), ("manifests", report.manifests)):
+        parts = [
+            f"{label} {getattr(kind, label).count} ({human_bytes(getattr(kind, label).bytes)})"
+            for label in ("scanned", "live", "young", "garbage")
+        ]
+        lines.append(f"{name}: " + ", ".join(parts))
+        if args.delete:
+            lines.append(
+                f"{name}: deleted {kind.deleted.count} ({human_bytes(kind.deleted.bytes)}), "
+                f"kept {kind.skipped.count} rewritten meanwhile"
+            )
+    if report.other.count:
+        lines.append(f"other keys under c/ and m/ (kept): {report.other.count}")
+    if not args.delete:
+        garbage = report.chunks.garbage.count + report.manifests.garbage.count
+        lines.append(f"dry run: --delete would delete {garbage} objects")
+    return report.to_json(), "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the admin command; returns the exit status (0 ok, 1 refused, 2 usage)."""
+    from functions.engine.errors import StoreError, UnsafeToCollect
+
     parser = _parser()
     args = parser.parse_args(argv)
-    if not args.pool_id:
+    if args.area == "users" and not args.pool_id:
         parser.error("no user pool: pass --pool-id or set CAT_USER_POOL_ID")
+    if args.area == "gc" and not args.bucket:
+        parser.error("no origin bucket: pass --bucket or set CAT_ORIGIN_BUCKET")
     try:
-        auth = admin_authenticator(args.pool_id, args.endpoint_url)
-        if args.command == "add":
-            password = args.password or generate_password()
-            user = auth.add_user(args.username, password, superuser=args.superuser)
-            out = {"username": user.username, "sub": user.sub, "superuser": args.superuser}
-            if not args.password:
-                out["password"] = password
-            text = f"added {'superuser ' if args.superuser else ''}{user.username} (sub {user.sub})"
-            if not args.password:
-                text += f"\npassword: {password}"
-        elif args.command == "list":
-            users = auth.list_users()
-            out = [{"username": u.username, "sub": u.sub} for u in users]
-            text = "\n".join(f"{u.username}\t{u.sub}" for u in users) or "(no users)"
-        else:
-            auth.remove_user(args.username)
-            out = {"removed": args.username}
-            text = f"removed {args.username}"
-    except (AuthError, ValueError) as exc:
+        out, text = _users(args) if args.area == "users" else _gc(args)
+    except (AuthError, ValueError, StoreError, UnsafeToCollect) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(out) if args.json else text)

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     login_failures_per_minute: int = _env(
         "CAT_LOGIN_FAILURES", "failed logins tolerated per user and per address per minute", 10
     )
+    gc_grace: float = _env(
+        "CAT_GC_GRACE",
+        "seconds `cat-admin gc` never deletes an object after its last write (covers a publish in flight)",
+        3600.0,
+    )
 
     @field_validator("endpoint_url", mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 
 ``python -m infra.local`` (what ``make run`` runs) starts, on 127.0.0.1 only:
 
-1. moto's server as a child process (or a thread, for tests);
+1. moto's server as a child process (or a thread, for tests), unless ``--aws-endpoint URL``
+   or ``--localstack`` names an emulator already running (:mod:`infra.endpoint`);
 2. the resources ``template.yaml`` defines (origin, ingest and per-region cache
    buckets, the change topic, one SNS→SQS queue per region standing in for the
    SNS→sync-function subscription, and the ingest bucket's S3→SQS notification),
@@ -13,7 +14,7 @@
 
 When it can serve, it prints the demo credentials and one line ``ready: {json}``.
 Ctrl-C or SIGTERM stops everything it started.  All data lives in moto's memory and
-is gone on exit.
+is gone on exit (over an existing endpoint, it stays there).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from functions.aws import build_services
 from functions.services import Services
 from functions.settings import Settings
 from infra.dispatch import start_dispatcher
+from infra.endpoint import add_options as add_endpoint_options
+from infra.endpoint import from_args as endpoint_from_args
+from infra.envfile import DUMMY_CREDENTIALS
 
 log = logging.getLogger("cat-local")
 
@@ -45,12 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "template.yaml"
 #: Where ``--tomo`` builds the published root (git-ignored: ``root-example/`` stays as committed)
 TOMO_ROOT = REPO / ".cache" / "root-tomo"
-_FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+_FAKE_CREDENTIALS = {**DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -90,6 +89,8 @@ class StackConfig:
     demo_user: str = "demo"
     #: Where buckets are saved on stop and restored from on start (None: memory only)
     state_dir: Path | None = None
+    #: An emulator already running (LocalStack) to run over; None: start moto
+    aws_endpoint: str | None = None
 
 
 @dataclass
@@ -121,6 +122,12 @@ class LocalStack:
     def _start_moto(self) -> None:
         for k, v in _FAKE_CREDENTIALS.items():
             os.environ.setdefault(k, v)
+        if self.config.aws_endpoint:  # someone else's emulator: use it, start nothing
+            from infra.endpoint import wait_until_up
+
+            wait_until_up(self.config.aws_endpoint)
+            self.endpoint_url = self.config.aws_endpoint
+            return
         port = free_port(self.config.host)
         if self.config.moto_in_thread:
             from moto.server import ThreadedMotoServer
@@ -178,13 +185,22 @@ class LocalStack:
 
     def _create_user_pool(self) -> None:
         """The user pool (template.yaml's UserPool/UserPoolClient) and a demo user with a fresh password."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         from functions.admin import admin_authenticator, generate_password
 
         idp = self.client("cognito-idp")
         plan = self.resources["plan"]  # the pool and client as template.yaml defines them
-        pool_id = idp.create_user_pool(PoolName=f"{self.config.prefix}-users", **plan.user_pool)["UserPool"][
-            "Id"
-        ]
+        try:
+            pool = idp.create_user_pool(PoolName=f"{self.config.prefix}-users", **plan.user_pool)
+        except (BotoCoreError, ClientError) as exc:
+            if not self.config.aws_endpoint:
+                raise
+            # LocalStack's free edition has no Cognito: serve anonymously rather than not at all
+            log.warning("no user pool at %s (%s): logins are off", self.endpoint_url, exc)
+            self.resources.update(user_pool_id="", user_pool_client_id="", demo_user="", demo_password="")
+            return
+        pool_id = pool["UserPool"]["Id"]
         client_id = idp.create_user_pool_client(
             UserPoolId=pool_id, ClientName=f"{self.config.prefix}-api", **plan.user_pool_client
         )["UserPoolClient"]["ClientId"]
@@ -403,6 +419,7 @@ def _parser() -> argparse.ArgumentParser:
         help="write the stack's endpoint, buckets, pool and dummy credentials to FILE once ready "
         "(for `set -a; . FILE; set +a`); removed on stop. make run writes .cat-local.env",
     )
+    add_endpoint_options(parser)
     return parser
 
 
@@ -430,8 +447,9 @@ def _root_dir(args: argparse.Namespace) -> Path:
     return tomo_root(args.root_dir, TOMO_ROOT)
 
 
-def _config(args: argparse.Namespace) -> StackConfig:
+def _config(args: argparse.Namespace, aws_endpoint: str | None) -> StackConfig:
     return StackConfig(
+        aws_endpoint=aws_endpoint,
         port=args.port,
         regions=args.regions,
         root_dir=_root_dir(args),
@@ -447,7 +465,8 @@ def _announce(stack: LocalStack, env_file: Path | None) -> dict[str, str] | None
     from infra.envfile import stack_env, write_env_file
 
     info = stack.ready_info()
-    print(f"demo user: {info['demo_user']}  password: {info['demo_password']}", flush=True)
+    if info["demo_user"]:
+        print(f"demo user: {info['demo_user']}  password: {info['demo_password']}", flush=True)
     env = None
     if env_file is not None:
         env = stack_env(info)
@@ -481,9 +500,11 @@ def _serve(stack: LocalStack, env_file: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``make run``: start the local stack and serve until interrupted."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    endpoint = endpoint_from_args(parser, args)
     _configure_logging(args.verbose)
-    _serve(LocalStack(_config(args)), args.env_file)
+    _serve(LocalStack(_config(args, endpoint)), args.env_file)
     return 0
 
 

@@ -1,8 +1,9 @@
-"""One contract, every BlobStore adapter: in-memory and S3 (moto in-process)."""
+"""One contract, every BlobStore adapter: in-memory and S3 (moto in-process; plain and versioned bucket)."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import boto3
 import pytest
@@ -12,7 +13,7 @@ from functions.adapters.s3 import S3Store
 from functions.engine.ports import BlobStore, NotFound, PreconditionFailed, StoreUnavailable
 
 
-@pytest.fixture(params=["memory", "s3"])
+@pytest.fixture(params=["memory", "s3", "s3-versioned"])
 def store(request) -> BlobStore:
     if request.param == "memory":
         yield MemoryStore("contract")
@@ -22,6 +23,8 @@ def store(request) -> BlobStore:
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket="contract")
+        if request.param == "s3-versioned":
+            client.put_bucket_versioning(Bucket="contract", VersioningConfiguration={"Status": "Enabled"})
         yield S3Store(client, "contract")
 
 
@@ -121,3 +124,48 @@ def test_size_without_reading_and_fetch_to_a_file(store, tmp_path):
         store.size("big/missing")
     with pytest.raises(NotFound):
         store.fetch_to("big/missing", str(tmp_path / "none.bin"))
+
+
+def test_scan_gives_sizes_and_write_times_never_earlier_than_the_write(store):
+    before = time.time()
+    for key, data in [("c/02/x", b"abc"), ("c/01/y", b""), ("m/z", b"zz")]:
+        store.put(key, data)
+    found = list(store.scan("c/"))
+    assert [(f.key, f.size) for f in found] == [("c/01/y", 0), ("c/02/x", 3)]
+    # S3 reports whole seconds: the adapter rounds up, so an object never looks older than it is
+    assert all(before <= f.modified <= time.time() + 1.0 for f in found)
+    assert list(store.scan("nothing/")) == []
+
+
+def test_delete_if_older_checks_the_write_time(store):
+    store.put("c/aa/k", b"1")
+    (listed,) = store.scan("c/aa/k")
+    assert not store.delete_if_older("c/aa/k", listed.modified - 0.001)  # written after the cutoff
+    assert store.exists("c/aa/k")
+    assert store.delete_if_older("c/aa/k", listed.modified)
+    assert not store.exists("c/aa/k")
+    assert not store.delete_if_older("c/aa/k", time.time() + 10)  # absent: nothing removed
+
+
+def test_a_rewrite_between_check_and_delete_survives_in_a_versioned_bucket(store):
+    """S3Store deletes exactly the version its HEAD saw: a publisher's re-store in between stays."""
+    if not isinstance(store, S3Store) or store._s3.get_bucket_versioning(Bucket=store.name).get("Status") != "Enabled":
+        pytest.skip("only a versioned bucket can tell the two writes apart")
+    store.put("c/aa/k", b"chunk")
+    real = store._s3
+
+    class RewriteAfterHead:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def head_object(self, **kwargs):
+            meta = real.head_object(**kwargs)
+            real.put_object(Bucket=kwargs["Bucket"], Key=kwargs["Key"], Body=b"chunk")
+            return meta
+
+    store._s3 = RewriteAfterHead()
+    try:
+        assert store.delete_if_older("c/aa/k", time.time() + 10)
+    finally:
+        store._s3 = real
+    assert store.get("c/aa/k").data == b"chunk"

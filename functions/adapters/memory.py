@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from functions.engine.errors import NotFound, PreconditionFailed
-from functions.engine.ports import Blob
+from functions.engine.ports import Blob, Listing
 
 
 class MemoryStore:
@@ -17,12 +18,17 @@ class MemoryStore:
     ----------
     name : str
         Stands in for the bucket name in logs and errors.
+    clock : callable, optional
+        Time of a write (POSIX seconds), what :meth:`scan` reports as ``modified``;
+        tests pass a controllable clock to age objects without waiting.
 
     """
 
-    def __init__(self, name: str = "memory") -> None:
+    def __init__(self, name: str = "memory", *, clock: Callable[[], float] = time.time) -> None:
         self.name = name
+        self._clock = clock
         self._objects: dict[str, tuple[bytes, str]] = {}
+        self._modified: dict[str, float] = {}
         self._lock = threading.Lock()
         self.puts = 0  # writes that stored something, for tests that count uploads
 
@@ -44,6 +50,7 @@ class MemoryStore:
             if if_match is not None and (current is None or current[1] != if_match):
                 raise PreconditionFailed(f"{self.name}/{key} changed")
             self._objects[key] = (data, etag)
+            self._modified[key] = self._clock()
             self.puts += 1
         return etag
 
@@ -70,6 +77,7 @@ class MemoryStore:
     def delete(self, key: str) -> None:
         with self._lock:
             self._objects.pop(key, None)
+            self._modified.pop(key, None)
 
     def list(self, prefix: str) -> Iterator[str]:
         with self._lock:
@@ -78,3 +86,19 @@ class MemoryStore:
 
     def presign_get(self, key: str, expires: int) -> str | None:
         return None
+
+    def scan(self, prefix: str) -> Iterator[Listing]:
+        with self._lock:
+            found = [
+                Listing(k, len(data), self._modified[k])
+                for k, (data, _etag) in self._objects.items()
+                if k.startswith(prefix)
+            ]
+        yield from sorted(found, key=lambda item: item.key)
+
+    def delete_if_older(self, key: str, cutoff: float) -> bool:
+        with self._lock:  # check and removal in one step: no rewrite can slip in between
+            if key not in self._objects or self._modified[key] > cutoff:
+                return False
+            del self._objects[key], self._modified[key]
+        return True

@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from functions.engine.errors import NotFound, PreconditionFailed, StoreUnavailable
-from functions.engine.ports import Blob
+from functions.engine.ports import Blob, Listing
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 # 409 ConditionalRequestConflict: S3's answer when two conditional writes race
@@ -21,6 +21,16 @@ _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 def _code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _written(last_modified) -> float:
+    """An object's write time, POSIX seconds, never earlier than the true one.
+
+    S3 reports ``LastModified`` in whole seconds (HEAD always, listings often):
+    count the object as written at the end of that second, so the truncation can
+    only make it look younger (kept longer by the collector), never older.
+    """
+    return last_modified.timestamp() + 1.0
 
 
 class S3Store:
@@ -109,6 +119,32 @@ class S3Store:
         return self._s3.generate_presigned_url(
             "get_object", Params={"Bucket": self.name, "Key": key}, ExpiresIn=int(expires)
         )
+
+    def scan(self, prefix: str) -> Iterator[Listing]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
+                for obj in page.get("Contents", ()):
+                    yield Listing(obj["Key"], int(obj["Size"]), _written(obj["LastModified"]))
+        except ClientError as err:
+            raise StoreUnavailable(f"s3://{self.name}: {_code(err)}") from err
+        except (BotoConnectionError, BotoCoreError) as err:
+            raise StoreUnavailable(f"s3://{self.name} unreachable: {err}") from err
+
+    def delete_if_older(self, key: str, cutoff: float) -> bool:
+        # S3 has no delete conditional on age: HEAD, then DELETE the very version the HEAD
+        # saw. In a versioned bucket a rewrite in between (a publisher re-storing a chunk it
+        # needs) is another version and survives; unversioned, that one round trip is the
+        # window docs/deploy.md ("Garbage collection") describes.
+        try:
+            meta = self._call("head_object", key)
+        except NotFound:
+            return False
+        if _written(meta["LastModified"]) > cutoff:
+            return False
+        version = meta.get("VersionId")
+        self._call("delete_object", key, **({"VersionId": version} if version else {}))
+        return True
 
 
 class S3Staging:

@@ -142,6 +142,14 @@ class ComputeFailed(RuntimeError):
     """The compute function crashed or answered an error that is not the caller's fault (HTTP 502)."""
 
 
+class UnsafeToCollect(RuntimeError):
+    """Garbage collection stopped before deleting anything: what is live could not be told.
+
+    Raised for an unreadable head, manifest or catalog.  Never answered over
+    HTTP (``cat-admin gc`` reports it), hence no rule below.
+    """
+
+
 # ---------------------------------------------------------------------- loads from URLs
 
 

@@ -4,7 +4,8 @@
 port               what for                                    adapters (``functions/adapters/``)
 =================  ==========================================  =====================================
 ``BlobStore``      object storage: immutable and conditional   ``s3.S3Store``, ``memory.MemoryStore``
-                   puts, gets with etags, presigned GETs
+                   puts, gets with etags, presigned GETs,
+                   listings with ages (garbage collection)
 ``EventSink``      announcing committed versions               ``sns.SnsSink``, ``inprocess.NullSink``
 ``Invoker``        reaching the compute function               ``lambda_invoker.LambdaInvoker``,
                                                                ``inprocess.LocalInvoker``
@@ -36,6 +37,15 @@ class Blob:
 
     data: bytes
     etag: str
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One object of a listing: its key, size in bytes and last write (POSIX seconds, the store's clock)."""
+
+    key: str
+    size: int
+    modified: float
 
 
 @runtime_checkable
@@ -91,6 +101,20 @@ class BlobStore(Protocol):
 
     def presign_get(self, key: str, expires: int) -> str | None:
         """A URL that GETs *key* for *expires* seconds, or None if the store cannot make one."""
+        ...
+
+    def scan(self, prefix: str) -> Iterator[Listing]:
+        """Objects whose key starts with *prefix*, with size and age, in lexicographic key order."""
+        ...
+
+    def delete_if_older(self, key: str, cutoff: float) -> bool:
+        """Remove *key* only if it was last written at or before *cutoff* (POSIX seconds).
+
+        Returns whether it removed something (False when absent or rewritten since).
+        The check and the removal are as close as the store allows: atomic in
+        memory; on S3 a HEAD then a DELETE of exactly the version the HEAD saw
+        (a rewrite in between survives in a versioned bucket).
+        """
         ...
 
 
@@ -251,6 +275,7 @@ __all__ = [
     "BlobStore",
     "EventSink",
     "Invoker",
+    "Listing",
     "NotFound",
     "PreconditionFailed",
     "Staging",

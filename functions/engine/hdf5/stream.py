@@ -15,12 +15,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from functions.engine import layout
 from functions.engine.content import _LAYOUT, Loaded
-from functions.engine.errors import PreconditionFailed
 from functions.engine.hdf5.convert import decompressed_hash
 from functions.engine.model import ChunkRef, Content, Manifest
-from functions.engine.publish import Publisher, PublishResult
+from functions.engine.publish import Publisher, PublishResult, store_chunk
 
 #: Uploads in flight at once: S3 latency, not bandwidth, bounds small PUTs; the
 #: bytes held are at most this many compressed chunks (4 MiB each at most).
@@ -57,11 +55,7 @@ def upload_chunks(
     pending: list[Future] = []
 
     def put(digest: str, data: bytes) -> int:
-        try:
-            publisher.store.put(layout.chunk_key(digest), data, if_none_match=True)
-        except PreconditionFailed:
-            return 0  # stored already (another dataset, or a concurrent publisher)
-        return len(data)
+        return store_chunk(publisher.store, digest, data)  # 0 when stored already
 
     def settle(limit: int) -> None:
         while len(pending) > limit:
