@@ -35,7 +35,7 @@ import blosc2
 import numpy as np
 
 from catclient import wire
-from functions.engine import errors, expr, lazy
+from functions.engine import errors, expr, lazy, reductions
 from functions.engine.errors import BadRequest, NotFound
 from functions.engine.model import Kind, Manifest
 from functions.engine.ports import Invoker
@@ -141,7 +141,7 @@ def run(region: Region, event: Mapping, stats: CacheStats) -> dict:
         # may slice operands: those slices are read here, where the data is
         pulled = lazy.extract(checked.tree.body, sources, None)
         merged = {**sources, **{k: lazy.InMemory(v) for k, v in pulled.virtual.items()}}
-        parts = lazy.reduction_parts(name, axis, pulled.tree, merged, shape, boxes)
+        parts = reductions.reduction_parts(name, axis, pulled.tree, merged, shape, boxes)
         return {
             "status": 200,
             "parts": [[encode_key(b), {k: encode_array(v) for k, v in p.items()}] for b, p in parts],
@@ -246,7 +246,7 @@ class Coordinator:
     def _reduce_with(self, operands: Mapping[str, str]):
         def reduce(name: str, axis: int | None, argument: ast.AST, sources: Mapping[str, lazy.ArraySource]):
             shape, _ = lazy.infer_tree(argument, sources)
-            box_list = lazy.boxes(shape, lazy.chunking_for(shape, sources))
+            box_list = reductions.boxes(shape, reductions.chunking_for(shape, sources))
             virtual = {k: encode_array(s.value) for k, s in sources.items() if isinstance(s, lazy.InMemory)}
             groups = _split(box_list, self.fanout)
             events = [
@@ -267,7 +267,7 @@ class Coordinator:
                 for answer in answers
                 for box, partial in answer["parts"]
             ]
-            return lazy.place(name, axis, shape, parts)
+            return reductions.place(name, axis, shape, parts)
 
         return reduce
 
