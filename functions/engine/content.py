@@ -137,6 +137,8 @@ def _checked_chunks(schunk, geometry: dict, name: str, limits: validation.FrameL
         name, chunks, int(schunk.chunksize), limits, ndarray=ndarray, blocksize=blocksize
     )
     validation.check_total(name, headers, int(schunk.nbytes))
+    typesize = dtype_from_str(geometry["dtype"]).itemsize if ndarray else int(schunk.typesize)
+    validation.check_cparams(name, _cparams(schunk), typesize, blocksize)
     return chunks, headers
 
 
@@ -215,20 +217,44 @@ def load_object(
     raise NotBlosc2(f"not a Blosc2 NDArray or SChunk: {type(obj).__name__}")
 
 
+def _open_cframe(data: bytes, name: str, limits: validation.FrameLimits, ndarray: bool):
+    validation.check_frame_header(data, name, limits)
+    try:
+        if ndarray:
+            return blosc2.ndarray_from_cframe(bytes(data), copy=True)
+        return blosc2.schunk_from_cframe(bytes(data), copy=True)
+    except Exception as exc:  # noqa: BLE001 - blosc2 raises RuntimeError/ValueError/etc. on junk
+        raise NotBlosc2(f"{name} is not a valid Blosc2 frame: {exc}") from None
+
+
+def open_frame(data: bytes, name: str, limits: validation.FrameLimits | None = None, *, ndarray: bool = True):
+    """Open cframe bytes as an NDArray (or SChunk) after every check, decompressing nothing.
+
+    Raises
+    ------
+    NotBlosc2
+        Not a frame (or not an NDArray when *ndarray*); :class:`InvalidFrame` when inconsistent.
+    FrameTooLarge
+        Decompressed sizes over *limits*.
+    """
+    limits = limits or validation.FrameLimits()
+    obj = _open_cframe(data, name, limits, ndarray)
+    if ndarray and not isinstance(obj, blosc2.NDArray):
+        raise NotBlosc2(f"{name} is a Blosc2 frame but not an NDArray")
+    if isinstance(obj, blosc2.NDArray):
+        _checked_chunks(obj.schunk, _geometry(obj, name), name, limits)
+    else:
+        _checked_chunks(obj, {"shape": None}, name, limits)
+    return obj
+
+
 def load_frame(data: bytes, name: str, limits: validation.FrameLimits | None = None) -> Loaded:
     """Content of a ``.b2nd``/``.b2frame`` given as cframe bytes (an upload).
 
     The frame's header is checked against *limits* before blosc2 opens it.
     """
     limits = limits or validation.FrameLimits()
-    validation.check_frame_header(data, name, limits)
-    try:
-        if name.endswith(".b2nd"):
-            obj = blosc2.ndarray_from_cframe(bytes(data), copy=True)
-        else:
-            obj = blosc2.schunk_from_cframe(bytes(data), copy=True)
-    except Exception as exc:  # noqa: BLE001 - blosc2 raises RuntimeError/ValueError/etc. on junk
-        raise NotBlosc2(f"{name} is not a valid Blosc2 frame: {exc}") from None
+    obj = _open_cframe(data, name, limits, name.endswith(".b2nd"))
     return load_object(_require_ndarray(obj, name), name=name, limits=limits)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from functions.engine import layout
 from functions.engine.content import Loaded, NotBlosc2, load_path, reuse_unchanged
+from functions.engine.validation import FrameLimits
 from functions.engine.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from functions.engine.model import Catalog, ChangeEvent, Content, Head, Manifest, dumps, utcnow_iso
 from functions.engine.ports import BlobStore, EventSink
@@ -78,6 +79,9 @@ class Publisher:
         publish of many small chunks.
     clock : callable, optional
         Returns the mtime of a new version (ISO-8601 UTC).
+    frame_limits : FrameLimits, optional
+        Decompressed-size bounds of the frames it loads from files and uploads
+        (``CAT_MAX_CHUNK_NBYTES``, ``CAT_MAX_UPLOAD_NBYTES``); every door passes them.
 
     """
 
@@ -88,8 +92,10 @@ class Publisher:
         *,
         executor: ThreadPoolExecutor | None = None,
         clock: Callable[[], str] = utcnow_iso,
+        frame_limits: FrameLimits | None = None,
     ) -> None:
         self.store = store
+        self.frame_limits = frame_limits or FrameLimits()
         #: None = no topic configured: versions are committed but not announced
         self.events = events
         #: Change events that could not be emitted (committed anyway; handlers report it as a metric)
@@ -343,7 +349,7 @@ class Publisher:
 
     def publish_file(self, root: str, path: str, local: Path) -> PublishResult:
         """Publish one local file as ``root/path``."""
-        return self.publish(root, path, load_path(local))
+        return self.publish(root, path, load_path(local, self.frame_limits))
 
     def publish_directory(
         self,

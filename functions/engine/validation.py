@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import blosc2
 
-from catclient.wire import dtype_from_str, human_bytes
+from catclient.wire import cparams_from_dict, dtype_from_str, human_bytes
 from functions.engine.errors import FrameTooLarge, InvalidFrame
 
 #: Decompressed bytes one chunk may hold (a chunk is decompressed whole to be read or hashed)
@@ -268,6 +268,30 @@ def check_chunks(
         limits.check(name, chunk=h.nbytes, total=total, nchunks=len(chunks))
         headers.append(h)
     return headers
+
+
+def check_cparams(name: str, cparams: dict, typesize: int, blocksize: int | None) -> None:
+    """The compression parameters a reader rebuilds the dataset with must make a super-chunk.
+
+    They come from the frame's header (codec, filters, typesize, blocksize):
+    a corrupted byte there would otherwise be stored and break every read.
+
+    Parameters
+    ----------
+    typesize : int
+        The typesize the layout implies (an NDArray's itemsize, an SChunk's own).
+    blocksize : int, optional
+        The block size the layout implies (NDArrays).
+    """
+    if int(cparams.get("typesize", -1)) != typesize:
+        raise InvalidFrame(f"{name}: the frame's typesize is {cparams.get('typesize')}, its data's {typesize}")
+    frame_blocksize = int(cparams.get("blocksize", -1))
+    if frame_blocksize < 0 or (blocksize is not None and frame_blocksize not in (0, blocksize)):
+        raise InvalidFrame(f"{name}: the frame's blocksize is {frame_blocksize}, its layout's {blocksize}")
+    try:
+        blosc2.SChunk(chunksize=max(1, typesize), cparams=cparams_from_dict(cparams))
+    except Exception as exc:  # noqa: BLE001 - an unknown codec/filter raises ValueError, OverflowError, ...
+        raise InvalidFrame(f"{name}: unusable compression parameters in the frame: {exc}") from None
 
 
 def check_total(name: str, headers: Sequence[ChunkHeader], nbytes: int) -> None:
