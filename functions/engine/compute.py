@@ -201,12 +201,26 @@ class Coordinator:
         Reaches the compute function.
     fanout : int
         Parallel invocations for one reduction (1 = a single invocation).
+    max_work : int
+        Elements × operands one read may evaluate, reductions included (0 = unbounded).
+    max_nbytes : int
+        Bytes of operands and result the elementwise part may hold at once (0 = unbounded).
     """
 
-    def __init__(self, region: Region, invoker: Invoker, *, fanout: int = DEFAULT_FANOUT) -> None:
+    def __init__(
+        self,
+        region: Region,
+        invoker: Invoker,
+        *,
+        fanout: int = DEFAULT_FANOUT,
+        max_work: int = 1 << 28,
+        max_nbytes: int = 256 << 20,
+    ) -> None:
         self.region = region
         self.invoker = invoker
         self.fanout = max(1, fanout)
+        self.max_work = max_work
+        self.max_nbytes = max_nbytes
         self._pool = ThreadPoolExecutor(max_workers=max(2, self.fanout), thread_name_prefix="fanout")
 
     def _metadata(self, operands: Mapping[str, str]) -> dict[str, lazy.ArraySource]:
@@ -226,6 +240,9 @@ class Coordinator:
         meta = self._metadata(operands)
         shape, _ = lazy.infer(checked, meta)
         key = lazy.full_key(key, shape)
+        # From shapes alone, before a chunk is read or a compute function invoked
+        work = reductions.estimate_work(checked.tree.body, meta, key, shape)
+        reductions.check_work(work, max_elements=self.max_work, max_nbytes=self.max_nbytes)
         cache_key = self._cache_key("slice", text, operands, encode_key(key))
         cached = self._cached(cache_key)
         if cached is not None:

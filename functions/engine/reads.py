@@ -35,6 +35,11 @@ from functions.engine.spaces import PERSONAL, PUBLIC, SHARED, Location, Principa
 #: Largest selection assembled in memory for one fetch (bytes, uncompressed).  A
 #: Lambda has at most 10 GB; beyond this the answer could not be sent anyway.
 MAX_SELECTION_BYTES = 1 << 30
+#: What to do instead of a read that would decompress too much
+WORK_HINT = (
+    "ask for smaller slices (a step skips no chunk it lands in), read chunk by chunk via /api/chunk, "
+    "or use catclient, whose read plans fetch the chunks straight from S3 and select on the client"
+)
 #: Longest lifetime given to presigned URLs, seconds (see ``ReadService.__init__``)
 MAX_PRESIGN_SECONDS = 3600
 
@@ -88,6 +93,9 @@ class ReadService:
         Seconds presigned plan URLs stay valid.
     lazy : LazyDatasets, optional
         Evaluates lazy-expression datasets (without it they cannot be read).
+    max_read_nbytes : int
+        Decompressed bytes one read may touch or assemble (0 = only
+        :data:`MAX_SELECTION_BYTES` on what is assembled); larger reads raise :class:`TooLarge`.
 
     """
 
@@ -98,9 +106,11 @@ class ReadService:
         response_limit: int = 0,
         presign_ttl: int = 300,
         lazy: LazyDatasets | None = None,
+        max_read_nbytes: int = 256 << 20,
     ) -> None:
         self.region = region
         self.response_limit = response_limit
+        self.max_read_nbytes = max_read_nbytes
         # A URL signed with a role's temporary credentials dies with them whatever its
         # X-Amz-Expires says; an hour stays well inside a Lambda role session
         self.presign_ttl = min(presign_ttl, MAX_PRESIGN_SECONDS)
@@ -272,8 +282,11 @@ class ReadService:
         whole_hint = "ask for slices, or read chunk-wise via /api/chunk"
         limits = wire.Limits(
             response=self.response_limit or None,
+            box=self.max_read_nbytes or MAX_SELECTION_BYTES,
             hint="ask for a smaller slice, or read chunk-wise" if params.key_given else whole_hint,
             name=m.path,
+            work=self.max_read_nbytes or None,
+            work_hint=WORK_HINT,
         )
         try:
             key = wire.parse_key(geo, params.slice_, params.indices)
@@ -284,6 +297,7 @@ class ReadService:
                 limits=limits,
                 chunk_sizes=[r.size for r in m.refs],
                 post=self._post_step(m, params),
+                special=_inline_chunks(m),
             )
         except wire.SelectionTooLarge as exc:
             raise TooLarge(str(exc)) from None
@@ -324,6 +338,11 @@ class ReadService:
         hint = "use catclient (it reads big datasets straight from S3) or read chunk-wise via /api/chunk"
         if m.kind == Kind.FILE and not blosc2_encoding:
             self._check_size(geo.nbytes, name, hint)
+            if self.max_read_nbytes and geo.nbytes > self.max_read_nbytes:  # decompressed whole to send it
+                raise TooLarge(
+                    f"{name} is {human_bytes(geo.nbytes)} decompressed, over the "
+                    f"{human_bytes(self.max_read_nbytes)} one request may decompress: {hint}"
+                )
         else:
             self._check_size(m.content.cbytes, name, hint)
         chunks = self.region.chunks(m, range(len(m.refs)), stats)
@@ -378,6 +397,11 @@ class ReadService:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _inline_chunks(m: Manifest) -> set[int]:
+    """Chunks held inline in the manifest: Blosc2 special chunks, filled on read, never decompressed."""
+    return {i for i, ref in enumerate(m.refs) if ref.inline is not None}
 
 
 def _expiry(seconds: int) -> str:

@@ -11,10 +11,13 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
+from catclient.wire import human_bytes
 from functions.engine import expr
+from functions.engine.errors import TooLarge
 from functions.engine.lazy import ArraySource, evaluate_elementwise, infer_tree
 
 #: Elements per box when a reduction argument has no stored chunking to follow.
@@ -141,3 +144,76 @@ def chunking_for(shape: tuple[int, ...], sources: Mapping[str, ArraySource]) -> 
         if chunks is not None and tuple(source.shape) == tuple(shape):
             return tuple(chunks)
     return None
+
+
+# --------------------------------------------------------------------------- work budget
+
+
+@dataclass(frozen=True)
+class Work:
+    """What evaluating an expression costs, estimated from shapes alone.
+
+    Attributes
+    ----------
+    elements : int
+        Elements × operands evaluated: each reduction's argument in full (its
+        size times the operands it reads), each operand subscript, and the
+        selected part of the result times the operands it reads.
+    nbytes : int
+        Bytes held at once by the elementwise part: every operand's selected
+        part plus the result.
+    """
+
+    elements: int
+    nbytes: int
+
+
+def estimate_work(tree: ast.AST, sources: Mapping[str, ArraySource], key: tuple, shape: tuple[int, ...]) -> Work:
+    """The :class:`Work` of ``result[key]`` for the flat expression *tree* (nothing is read)."""
+    selected = math.prod(np.broadcast_to(np.empty((), bool), shape)[key].shape) if shape else 1
+    elements = 0
+    nbytes = selected * infer_tree(tree, sources)[1].itemsize
+
+    def operands_in(node: ast.AST) -> int:
+        return sum(1 for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in sources)
+
+    def walk(node: ast.AST, outer: bool) -> None:
+        nonlocal elements, nbytes
+        if isinstance(node, ast.Call) and node.func.id in expr.REDUCTIONS:
+            argument = node.args[0]
+            elements += math.prod(infer_tree(argument, sources)[0]) * max(1, operands_in(argument))
+            walk(argument, False)
+        elif isinstance(node, ast.Subscript):
+            elements += math.prod(infer_tree(node, sources)[0])
+        elif isinstance(node, ast.Name) and node.id in sources:
+            if outer:
+                elements += selected
+                nbytes += selected * np.dtype(sources[node.id].dtype).itemsize
+        else:
+            for child in ast.iter_child_nodes(node):
+                walk(child, outer)
+
+    walk(tree, True)
+    return Work(elements, nbytes)
+
+
+def check_work(work: Work, *, max_elements: int, max_nbytes: int) -> None:
+    """Refuse, before any evaluation, an expression read over the budget of one request.
+
+    Raises
+    ------
+    TooLarge
+        Over ``max_elements`` (elements × operands) or ``max_nbytes`` (0: unbounded).
+    """
+    if max_elements and work.elements > max_elements:
+        raise TooLarge(
+            f"this expression would evaluate {work.elements:,} elements x operands (reductions over whole "
+            f"operands included), over the {max_elements:,} one request may (CAT_MAX_WORK): ask for a "
+            f"smaller slice, or reduce over slices of the operands"
+        )
+    if max_nbytes and work.nbytes > max_nbytes:
+        raise TooLarge(
+            f"this expression read would hold {human_bytes(work.nbytes)} of operands and result at once, over "
+            f"the {human_bytes(max_nbytes)} one request may (CAT_MAX_READ_NBYTES): ask for a smaller slice, "
+            f"or read it chunk by chunk via /api/chunk"
+        )
