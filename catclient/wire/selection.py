@@ -26,6 +26,7 @@ import numpy as np
 from catclient.wire.assemble import (
     assemble_ndarray,
     assemble_schunk,
+    chunkwise,
     items_schunk,
     select_ndarray,
     select_schunk,
@@ -213,7 +214,8 @@ class Selection:
         Uncompressed bytes selected (an upper bound for several index arrays).
     span : int
         Uncompressed bytes assembled to answer: the bounding box of an array
-        selection, the selected items of an SChunk.
+        selection (or, read chunk by chunk, the answer plus one chunk), the
+        selected items of an SChunk.
     items : slice or None
         For SChunks and files, the normalised item range.
     box : tuple of slice or None
@@ -258,7 +260,10 @@ class Selection:
         if not key:  # everything: all chunks, no per-chunk planning
             return cls(geo, (), tuple(range(geo.nchunks)), nbytes, nbytes)
         box, _, touched = key_plan(key, geo.shape, geo.chunks)
-        span = math.prod(s.stop - s.start for s in box) * itemsize
+        if chunkwise(key, geo.shape):  # read chunk by chunk: the answer plus one chunk at a time
+            span = nbytes + math.prod(geo.chunks) * itemsize
+        else:
+            span = math.prod(s.stop - s.start for s in box) * itemsize
         return cls(geo, key, tuple(touched), nbytes, span, box=box)
 
     @classmethod
