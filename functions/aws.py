@@ -159,7 +159,9 @@ def build_publisher(settings: Settings) -> Publisher:
     s3 = s3_client(settings)
     _, events = _event_sink(settings)
     return Publisher(
-        S3Store(_origin_client(settings, s3), settings.origin_bucket), events, frame_limits=frame_limits(settings)
+        S3Store(_origin_client(settings, s3), settings.origin_bucket),
+        events,
+        frame_limits=frame_limits(settings),
     )
 
 

@@ -105,7 +105,8 @@ def _select_by_chunk(arr, geo: Geometry, key: Key, touched: Sequence[int]) -> np
     for nchunk in touched:
         coords = np.unravel_index(nchunk, grid)
         bounds = [
-            (int(c) * n, min((int(c) + 1) * n, s)) for c, n, s in zip(coords, geo.chunks, geo.shape, strict=True)
+            (int(c) * n, min((int(c) + 1) * n, s))
+            for c, n, s in zip(coords, geo.chunks, geo.shape, strict=True)
         ]
         parts = [_dim_part(e, lo, hi) for e, (lo, hi) in zip(full, bounds, strict=True)]
         if any(isinstance(loc, slice) and dst.stop == dst.start for loc, dst in parts):

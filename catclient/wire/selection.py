@@ -121,7 +121,7 @@ class Limits:
             )
 
     def check_work(self, nbytes: int, nchunks: int) -> None:
-        """Raise :class:`SelectionTooLarge` if decompressing *nbytes* (of *nchunks* chunks) is over ``work``."""
+        """Raise :class:`SelectionTooLarge` if decompressing *nbytes* (*nchunks* chunks) is over ``work``."""
         if self.work and nbytes > self.work:
             raise SelectionTooLarge(
                 f"this read would decompress {human_bytes(nbytes)} ({nchunks} chunk(s) touched), over the "

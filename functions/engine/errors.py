@@ -66,7 +66,7 @@ class NotBlosc2(BadRequest):
 
 
 class InvalidFrame(NotBlosc2):
-    """A Blosc2 frame whose metadata, chunk headers or sizes do not agree (400): stored, it could not be read."""
+    """A Blosc2 frame whose metadata, chunk headers or sizes disagree (400): stored, it could not be read."""
 
 
 class FrameTooLarge(TooLarge):

@@ -20,7 +20,6 @@ of it works in three steps, all on already allow-list-checked ASTs
 from __future__ import annotations
 
 import ast
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from functions.engine import layout
 from functions.engine.content import Loaded, NotBlosc2, load_path, reuse_unchanged
-from functions.engine.validation import FrameLimits
 from functions.engine.errors import BadRequest, Conflict, FrameTooLarge, NotFound, PreconditionFailed
 from functions.engine.model import Catalog, ChangeEvent, Content, Head, Manifest, dumps, utcnow_iso
 from functions.engine.ports import BlobStore, EventSink
+from functions.engine.validation import FrameLimits
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ class Publisher:
             Called with each dataset's result as it completes.
         on_error : callable, optional
             Called with ``(path, exception)`` for a file that cannot be published
-            (not valid Blosc2, inconsistent, or too big decompressed); the others go on, and the dataset already
+            (not valid Blosc2, inconsistent, too big decompressed); the others go on, and the dataset already
             published under that path is kept.  Without it the error propagates.
         on_skip : callable, optional
             Called with ``(path, reason)`` for each object of an HDF5 file that

@@ -37,8 +37,8 @@ from functions.engine.spaces import PERSONAL, PUBLIC, SHARED, Location, Principa
 MAX_SELECTION_BYTES = 1 << 30
 #: What to do instead of a read that would decompress too much
 WORK_HINT = (
-    "ask for smaller slices (a step skips no chunk it lands in), read chunk by chunk via /api/chunk, "
-    "or use catclient, whose read plans fetch the chunks straight from S3 and select on the client"
+    "ask for smaller slices, read chunk by chunk via /api/chunk, or use catclient "
+    "(its read plans fetch the chunks straight from S3 and select on the client)"
 )
 #: Longest lifetime given to presigned URLs, seconds (see ``ReadService.__init__``)
 MAX_PRESIGN_SECONDS = 3600

@@ -168,7 +168,9 @@ class Work:
     nbytes: int
 
 
-def estimate_work(tree: ast.AST, sources: Mapping[str, ArraySource], key: tuple, shape: tuple[int, ...]) -> Work:
+def estimate_work(
+    tree: ast.AST, sources: Mapping[str, ArraySource], key: tuple, shape: tuple[int, ...]
+) -> Work:
     """The :class:`Work` of ``result[key]`` for the flat expression *tree* (nothing is read)."""
     selected = math.prod(np.broadcast_to(np.empty((), bool), shape)[key].shape) if shape else 1
     elements = 0
@@ -213,7 +215,7 @@ def check_work(work: Work, *, max_elements: int, max_nbytes: int) -> None:
         )
     if max_nbytes and work.nbytes > max_nbytes:
         raise TooLarge(
-            f"this expression read would hold {human_bytes(work.nbytes)} of operands and result at once, over "
-            f"the {human_bytes(max_nbytes)} one request may (CAT_MAX_READ_NBYTES): ask for a smaller slice, "
-            f"or read it chunk by chunk via /api/chunk"
+            f"this expression read would hold {human_bytes(work.nbytes)} of operands and result at once, "
+            f"over the {human_bytes(max_nbytes)} one request may (CAT_MAX_READ_NBYTES): ask for a smaller "
+            f"slice, or read it chunk by chunk via /api/chunk"
         )

@@ -62,7 +62,8 @@ class FrameLimits:
         if self.chunk_nbytes and chunk > self.chunk_nbytes:
             raise FrameTooLarge(
                 f"{name} has chunks of {human_bytes(chunk)} decompressed, over this server's limit of "
-                f"{human_bytes(self.chunk_nbytes)} per chunk (CAT_MAX_CHUNK_NBYTES): store it with smaller chunks"
+                f"{human_bytes(self.chunk_nbytes)} per chunk (CAT_MAX_CHUNK_NBYTES): store it with smaller "
+                f"chunks"
             )
         if self.total_nbytes and total > self.total_nbytes:
             raise FrameTooLarge(
@@ -278,13 +279,18 @@ def check_cparams(name: str, cparams: dict, typesize: int, blocksize: int | None
 
     Parameters
     ----------
+    name : str
+        What the dataset is called in messages.
+    cparams : dict
+        The parameters as stored in the manifest (``cparams_to_dict``).
     typesize : int
         The typesize the layout implies (an NDArray's itemsize, an SChunk's own).
     blocksize : int, optional
         The block size the layout implies (NDArrays).
     """
     if int(cparams.get("typesize", -1)) != typesize:
-        raise InvalidFrame(f"{name}: the frame's typesize is {cparams.get('typesize')}, its data's {typesize}")
+        found = cparams.get("typesize")
+        raise InvalidFrame(f"{name}: the frame's typesize is {found}, its data's {typesize}")
     frame_blocksize = int(cparams.get("blocksize", -1))
     if frame_blocksize < 0 or (blocksize is not None and frame_blocksize not in (0, blocksize)):
         raise InvalidFrame(f"{name}: the frame's blocksize is {frame_blocksize}, its layout's {blocksize}")
@@ -295,7 +301,7 @@ def check_cparams(name: str, cparams: dict, typesize: int, blocksize: int | None
 
 
 def check_total(name: str, headers: Sequence[ChunkHeader], nbytes: int) -> None:
-    """The super-chunk's own ``nbytes`` must be the sum of its chunks' (an SChunk's items are counted by it)."""
+    """The super-chunk's own ``nbytes`` must be the sum of its chunks' (it counts an SChunk's items)."""
     if sum(h.nbytes for h in headers) != nbytes:
         raise InvalidFrame(
             f"{name}: the frame says {nbytes} bytes, its chunks hold {sum(h.nbytes for h in headers)}"
