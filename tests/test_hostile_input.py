@@ -36,7 +36,7 @@ FRAMES = [
     ("codec-byte-27", hf.flipped(BASE, 27), 400, ["compression parameters"]),
     ("typesize-byte-51", hf.flipped(BASE, 51), 400, ["typesize"]),
     ("blocksize-byte-56", hf.flipped(BASE, 56), 400, ["blocksize"]),
-    ("magic-byte-7", hf.flipped(BASE, 7), 400, ["Blosc2 frame"]),
+    ("magic-byte-7", hf.flipped(BASE, 7), 400, ["not a valid Blosc2 frame"]),
     ("chunk-header", hf.flipped(BASE, hf.chunk_offset(BASE) + 2), 400, ["chunk 0"]),
     ("chunk-data", hf.flipped(BASE, hf.chunk_offset(BASE) + 40), 400, ["chunk 0"]),
 ]

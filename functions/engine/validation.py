@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import blosc2
 
 from catclient.wire import cparams_from_dict, dtype_from_str, human_bytes
-from functions.engine.errors import FrameTooLarge, InvalidFrame
+from functions.engine.errors import FrameTooLarge, InvalidFrame, NotBlosc2
 
 #: Decompressed bytes one chunk may hold (a chunk is decompressed whole to be read or hashed)
 DEFAULT_MAX_CHUNK_NBYTES = 256 << 20
@@ -134,14 +134,16 @@ def check_frame_header(data: bytes | memoryview, name: str, limits: FrameLimits)
 
     Raises
     ------
-    InvalidFrame
+    NotBlosc2
         If the bytes do not start like a Blosc2 frame.
+    InvalidFrame
+        If the claimed sizes cannot be.
     FrameTooLarge
         If the claimed sizes are over *limits*.
     """
     head = bytes(data[:64])
     if len(head) < 64 or head[1:10] != _FRAME_MAGIC or head[29] != 0xD3 or head[57] != 0xD2:
-        raise InvalidFrame(f"{name} does not start with a Blosc2 frame header")
+        raise NotBlosc2(f"{name} is not a valid Blosc2 frame: it does not start with a frame header")
     (nbytes,) = struct.unpack(">q", head[30:38])
     (chunksize,) = struct.unpack(">i", head[58:62])
     if nbytes < 0 or chunksize < 0 or (nbytes and not chunksize):
