@@ -18,6 +18,7 @@ from functions.adapters.url_fetch import UrlDownloader
 from functions.engine.ports import EventSink
 from functions.engine.publish import Publisher
 from functions.engine.region import Region
+from functions.engine.validation import FrameLimits
 from functions.services import Services
 from functions.settings import Settings
 
@@ -158,7 +159,16 @@ def build_publisher(settings: Settings) -> Publisher:
     """
     s3 = s3_client(settings)
     _, events = _event_sink(settings)
-    return Publisher(S3Store(_origin_client(settings, s3), settings.origin_bucket), events)
+    return Publisher(
+        S3Store(_origin_client(settings, s3), settings.origin_bucket),
+        events,
+        frame_limits=frame_limits(settings),
+    )
+
+
+def frame_limits(settings: Settings) -> FrameLimits:
+    """The decompressed-size bounds every door applies to frames (uploads, drops, publishes)."""
+    return FrameLimits(settings.max_chunk_nbytes, settings.max_upload_nbytes)
 
 
 def build_services(settings: Settings, *, events: EventSink | None = None) -> Services:
@@ -180,7 +190,7 @@ def build_services(settings: Settings, *, events: EventSink | None = None) -> Se
     return Services(
         settings,
         region,
-        Publisher(origin, events),
+        Publisher(origin, events, frame_limits=frame_limits(settings)),
         events,
         clients={"s3": s3, "sns": sns},
         auth=build_authenticator(settings),

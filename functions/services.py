@@ -53,7 +53,13 @@ class Services:
         if self.invoker is None:
             # The same domain entry point the compute handler calls, with the same events
             self.invoker = LocalInvoker(lambda event: compute.handle(self.region, event))
-        self.coordinator = Coordinator(self.region, self.invoker, fanout=self.settings.fanout)
+        self.coordinator = Coordinator(
+            self.region,
+            self.invoker,
+            fanout=self.settings.fanout,
+            max_work=self.settings.max_work,
+            max_nbytes=self.settings.max_read_nbytes,
+        )
         self.lazy = LazyDatasets(self.region, self.publisher, self.coordinator)
         self.read = ReadService(
             self.region,
@@ -61,6 +67,7 @@ class Services:
             stream_limit=self.settings.stream_limit,
             presign_ttl=self.settings.presign_ttl,
             lazy=self.lazy,
+            max_read_nbytes=self.settings.max_read_nbytes,
         )
         self.writes = WriteService(
             self.publisher,

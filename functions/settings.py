@@ -82,6 +82,28 @@ class Settings(BaseSettings):
     max_upload_bytes: int = _env(
         "CAT_MAX_UPLOAD", "largest single upload or append, bytes (0 = unlimited)", 100_000_000
     )
+    # Checked from the chunk headers before anything is decompressed (a bomb costs nothing).
+    max_chunk_nbytes: int = _env(
+        "CAT_MAX_CHUNK_NBYTES",
+        "largest decompressed chunk of an upload, drop or publish, bytes (0 = unlimited)",
+        256 << 20,
+    )
+    max_upload_nbytes: int = _env(
+        "CAT_MAX_UPLOAD_NBYTES",
+        "largest decompressed total of one uploaded, dropped or published dataset, bytes (0 = unlimited)",
+        2 << 30,
+    )
+    # Below the function's 1,024 MB: what one read may decompress (chunks touched, not bytes returned).
+    max_read_nbytes: int = _env(
+        "CAT_MAX_READ_NBYTES",
+        "decompressed bytes one read may touch or assemble (0 = unlimited)",
+        256 << 20,
+    )
+    max_work: int = _env(
+        "CAT_MAX_WORK",
+        "elements x operands one lazy expression read may evaluate, reductions included (0 = unlimited)",
+        1 << 28,
+    )
     user_quota_bytes: int = _env(
         "CAT_USER_QUOTA", "compressed bytes a user may keep in `@personal` (0 = unlimited)", 1_000_000_000
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from functions.engine import expr, lazy
+from functions.engine import expr, lazy, reductions
 
 RNG = np.random.default_rng(0)
 X = RNG.random((40, 30))
@@ -83,9 +83,9 @@ def test_reduction_partials_combine_exactly_in_any_grouping():
     values = RNG.random((50, 20))
     for name in ["sum", "mean", "std", "var", "min", "max", "prod", "any", "all"]:
         for axis in (None, 0, 1):
-            box_list = lazy.boxes(values.shape, (7, 6))
-            parts = [(b, lazy.partial_reduce(name, axis, values[b])) for b in box_list]
-            got = lazy.place(name, axis, values.shape, list(reversed(parts)))
+            box_list = reductions.boxes(values.shape, (7, 6))
+            parts = [(b, reductions.partial_reduce(name, axis, values[b])) for b in box_list]
+            got = reductions.place(name, axis, values.shape, list(reversed(parts)))
             want = getattr(np, name)(values, axis=axis)
             assert np.allclose(got, want), (name, axis)
 

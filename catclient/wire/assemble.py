@@ -12,7 +12,7 @@ import blosc2
 import numpy as np
 
 from catclient.wire.geometry import Geometry, cparams_from_dict, dtype_from_str
-from catclient.wire.slices import Key, SliceError, chunk_ids_along, key_plan
+from catclient.wire.slices import Key, SliceError, chunk_ids_along, key_plan, normalize_key
 
 
 def _set_vlmeta(schunk, vlmeta: Mapping) -> None:
@@ -73,14 +73,66 @@ def assemble_schunk(
 
 
 def select_ndarray(geo: Geometry, chunk_bytes: Mapping[int, bytes], key: Key) -> np.ndarray:
-    """Assemble the touched chunks and return ``array[key]`` as numpy."""
+    """Assemble the touched chunks and return ``array[key]`` as numpy.
+
+    A key of ints and slices whose bounding box is much larger than what it
+    selects (a step) is read chunk by chunk (:func:`chunkwise`): memory holds
+    the answer plus one chunk, never the box.
+    """
     arr = assemble_ndarray(geo, chunk_bytes, with_vlmeta=False)
     if len(geo.shape) == 0:
         if key:
             raise SliceError("a 0-dimensional dataset takes an empty slice_")
         return np.asarray(arr[()])
-    box, relative, _ = key_plan(key, geo.shape, geo.chunks)
+    box, relative, touched = key_plan(key, geo.shape, geo.chunks)
+    if chunkwise(key, geo.shape):
+        return _select_by_chunk(arr, geo, key, touched)
     return np.asarray(arr[box])[relative]
+
+
+def chunkwise(key: Key, shape: Sequence[int]) -> bool:
+    """Whether *key* is read chunk by chunk: ints and slices only, a box over twice the selection."""
+    if any(isinstance(entry, np.ndarray) for entry in key):
+        return False
+    full, _ = normalize_key(key, shape)
+    selected = box = 1
+    for entry in full:
+        if isinstance(entry, slice):
+            r = range(entry.start, entry.stop, entry.step)
+            selected *= len(r)
+            box *= abs(r[-1] - r[0]) + 1 if len(r) else 0
+    return box > 2 * selected
+
+
+def _dim_part(entry, lo: int, hi: int):
+    """``(local, out)`` of one normalised entry within ``[lo, hi)``: the chunk's part, where it goes."""
+    if not isinstance(entry, slice):
+        return entry - lo, None  # an int: the dimension is dropped
+    r = range(entry.start, entry.stop, entry.step)
+    part = _progression_in(r, lo, hi)
+    first = (part.start - r.start) // r.step
+    end = part[-1] - lo + (1 if r.step > 0 else -1)
+    local = slice(part.start - lo, None if end < 0 else end, r.step)
+    return local, slice(first, first + len(part))
+
+
+def _select_by_chunk(arr, geo: Geometry, key: Key, touched: Sequence[int]) -> np.ndarray:
+    full, _ = normalize_key(key, geo.shape)
+    out_shape = [len(range(e.start, e.stop, e.step)) for e in full if isinstance(e, slice)]
+    out = np.empty(out_shape, dtype=arr.dtype)
+    grid = tuple(-(-s // c) for s, c in zip(geo.shape, geo.chunks, strict=True))
+    for nchunk in touched:
+        coords = np.unravel_index(nchunk, grid)
+        bounds = [
+            (int(c) * n, min((int(c) + 1) * n, s))
+            for c, n, s in zip(coords, geo.chunks, geo.shape, strict=True)
+        ]
+        parts = [_dim_part(e, lo, hi) for e, (lo, hi) in zip(full, bounds, strict=True)]
+        if any(isinstance(loc, slice) and dst.stop == dst.start for loc, dst in parts):
+            continue  # the key passes over this chunk (a step longer than it)
+        data = np.asarray(arr[tuple(slice(lo, hi) for lo, hi in bounds)])  # this chunk only
+        out[tuple(dst for _, dst in parts if dst is not None)] = data[tuple(loc for loc, _ in parts)]
+    return out
 
 
 def _progression_in(r: range, lo: int, hi: int) -> range:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,7 @@ import numpy as np
 from catclient.wire.assemble import (
     assemble_ndarray,
     assemble_schunk,
+    chunkwise,
     items_schunk,
     select_ndarray,
     select_schunk,
@@ -93,6 +94,12 @@ class Limits:
     estimate_factor : float
         Before fetching, refuse selections whose estimated compressed size is
         over this many times ``response`` (the exact check comes after framing).
+    work : int or None
+        Decompressed bytes one read may *touch*: the full size of every chunk it
+        must decompress, however little of each it returns (special chunks,
+        which are filled rather than decompressed, count nothing).
+    work_hint : str
+        What to do instead when ``work`` is exceeded.
 
     """
 
@@ -101,6 +108,8 @@ class Limits:
     hint: str = "ask for a smaller slice, or read chunk-wise"
     name: str = "the dataset"
     estimate_factor: float = 2.0
+    work: int | None = None
+    work_hint: str = "ask for smaller slices, or read chunk-wise"
 
     def check_response(self, nbytes: float, what: str) -> None:
         """Raise :class:`SelectionTooLarge` if *nbytes* is over the response limit."""
@@ -110,6 +119,16 @@ class Limits:
                 f"{human_bytes(self.response)}: {self.hint}",
                 nbytes=int(nbytes),
                 limit=self.response,
+            )
+
+    def check_work(self, nbytes: int, nchunks: int) -> None:
+        """Raise :class:`SelectionTooLarge` if decompressing *nbytes* (*nchunks* chunks) is over ``work``."""
+        if self.work and nbytes > self.work:
+            raise SelectionTooLarge(
+                f"this read would decompress {human_bytes(nbytes)} ({nchunks} chunk(s) touched), over the "
+                f"{human_bytes(self.work)} one request may decompress: {self.work_hint}",
+                nbytes=nbytes,
+                limit=self.work,
             )
 
     def check_box(self, nbytes: int) -> None:
@@ -196,7 +215,8 @@ class Selection:
         Uncompressed bytes selected (an upper bound for several index arrays).
     span : int
         Uncompressed bytes assembled to answer: the bounding box of an array
-        selection, the selected items of an SChunk.
+        selection (or, read chunk by chunk, the answer plus one chunk), the
+        selected items of an SChunk.
     items : slice or None
         For SChunks and files, the normalised item range.
     box : tuple of slice or None
@@ -241,7 +261,10 @@ class Selection:
         if not key:  # everything: all chunks, no per-chunk planning
             return cls(geo, (), tuple(range(geo.nchunks)), nbytes, nbytes)
         box, _, touched = key_plan(key, geo.shape, geo.chunks)
-        span = math.prod(s.stop - s.start for s in box) * itemsize
+        if chunkwise(key, geo.shape):  # read chunk by chunk: the answer plus one chunk at a time
+            span = nbytes + math.prod(geo.chunks) * itemsize
+        else:
+            span = math.prod(s.stop - s.start for s in box) * itemsize
         return cls(geo, key, tuple(touched), nbytes, span, box=box)
 
     @classmethod
@@ -273,6 +296,14 @@ class Selection:
         """Compressed bytes of the touched chunks, from each chunk's stored size."""
         return sum(int(chunk_sizes[i]) for i in self.touched)
 
+    def touched_nbytes(self, special: Collection[int] = ()) -> int:
+        """Decompressed bytes of the touched chunks that must be decompressed (not in *special*).
+
+        A whole dataset framed as stored decompresses nothing; otherwise every
+        touched chunk is decompressed whole, whatever part of it is selected.
+        """
+        return sum(1 for i in self.touched if i not in special) * self._chunk_raw()
+
     def estimate_cbytes(self, chunk_sizes: Mapping[int, int] | Sequence[int]) -> float:
         """The answer's compressed size, guessed before fetching.
 
@@ -283,7 +314,7 @@ class Selection:
         return self.stored_cbytes(chunk_sizes) * self.nbytes / max(1, raw)
 
     def check(self, limits: Limits, chunk_sizes: Mapping[int, int] | Sequence[int] | None = None, *,
-              exact: bool = True) -> None:
+              exact: bool = True, special: Collection[int] = ()) -> None:
         """Refuse, before fetching, a read that is sure to break *limits*.
 
         Parameters
@@ -296,6 +327,9 @@ class Selection:
         exact : bool
             False when a later step (a filter, a field) shrinks the answer:
             then its size cannot be estimated and only the box is checked.
+        special : collection of int
+            Touched chunks that are filled, not decompressed (Blosc2 special
+            chunks: zeros, NaNs, uninitialised): they cost no ``limits.work``.
 
         Raises
         ------
@@ -303,10 +337,11 @@ class Selection:
 
         """
         if self.whole and exact:
-            # Framed as stored: the stored sizes are the answer's size
+            # Framed as stored: the stored sizes are the answer's size, and nothing is decompressed
             if chunk_sizes is not None:
                 limits.check_response(self.stored_cbytes(chunk_sizes), limits.name)
             return
+        limits.check_work(self.touched_nbytes(special), len(self.touched))
         limits.check_box(self.span)
         if chunk_sizes is not None and exact and not self.fancy and limits.response:
             estimate = self.estimate_cbytes(chunk_sizes)
@@ -392,6 +427,7 @@ def write_frame(
     limits: Limits | None = None,
     chunk_sizes: Mapping[int, int] | Sequence[int] | None = None,
     post: PostStep | None = None,
+    special: Collection[int] = (),
 ) -> int:
     """:func:`read_frame`, with the answer written as a frame file at *urlpath*; returns its size.
 
@@ -400,7 +436,7 @@ def write_frame(
     """
     limits = limits or Limits()
     selection = Selection.of(geo, key)
-    selection.check(limits, chunk_sizes, exact=post is None)
+    selection.check(limits, chunk_sizes, exact=post is None, special=special)
     framed = selection.framed(selection.gather(fetch), post, urlpath=urlpath)
     del framed  # blosc2 flushes and closes the file with the object
     size = os.path.getsize(urlpath)
@@ -428,6 +464,7 @@ def read_frame(
     limits: Limits | None = None,
     chunk_sizes: Mapping[int, int] | Sequence[int] | None = None,
     post: PostStep | None = None,
+    special: Collection[int] = (),
 ) -> bytes:
     """The whole pipeline: plan *key*, check, fetch the touched chunks, select, frame, check.
 
@@ -447,6 +484,8 @@ def read_frame(
         before fetching.
     post : callable, optional
         A step on the selected array before framing (a filter, a field).
+    special : collection of int
+        Chunks that need no decompression (see :meth:`Selection.check`).
 
     Returns
     -------
@@ -463,7 +502,7 @@ def read_frame(
     """
     limits = limits or Limits()
     selection = Selection.of(geo, key)
-    selection.check(limits, chunk_sizes, exact=post is None)
+    selection.check(limits, chunk_sizes, exact=post is None, special=special)
     body = selection.frame(selection.gather(fetch), post)
     limits.check_response(len(body), limits.name if selection.whole and post is None else "the selection")
     return body

@@ -35,7 +35,7 @@ import blosc2
 import numpy as np
 
 from catclient import wire
-from functions.engine import errors, expr, lazy
+from functions.engine import errors, expr, lazy, reductions
 from functions.engine.errors import BadRequest, NotFound
 from functions.engine.model import Kind, Manifest
 from functions.engine.ports import Invoker
@@ -141,7 +141,7 @@ def run(region: Region, event: Mapping, stats: CacheStats) -> dict:
         # may slice operands: those slices are read here, where the data is
         pulled = lazy.extract(checked.tree.body, sources, None)
         merged = {**sources, **{k: lazy.InMemory(v) for k, v in pulled.virtual.items()}}
-        parts = lazy.reduction_parts(name, axis, pulled.tree, merged, shape, boxes)
+        parts = reductions.reduction_parts(name, axis, pulled.tree, merged, shape, boxes)
         return {
             "status": 200,
             "parts": [[encode_key(b), {k: encode_array(v) for k, v in p.items()}] for b, p in parts],
@@ -201,12 +201,26 @@ class Coordinator:
         Reaches the compute function.
     fanout : int
         Parallel invocations for one reduction (1 = a single invocation).
+    max_work : int
+        Elements × operands one read may evaluate, reductions included (0 = unbounded).
+    max_nbytes : int
+        Bytes of operands and result the elementwise part may hold at once (0 = unbounded).
     """
 
-    def __init__(self, region: Region, invoker: Invoker, *, fanout: int = DEFAULT_FANOUT) -> None:
+    def __init__(
+        self,
+        region: Region,
+        invoker: Invoker,
+        *,
+        fanout: int = DEFAULT_FANOUT,
+        max_work: int = 1 << 28,
+        max_nbytes: int = 256 << 20,
+    ) -> None:
         self.region = region
         self.invoker = invoker
         self.fanout = max(1, fanout)
+        self.max_work = max_work
+        self.max_nbytes = max_nbytes
         self._pool = ThreadPoolExecutor(max_workers=max(2, self.fanout), thread_name_prefix="fanout")
 
     def _metadata(self, operands: Mapping[str, str]) -> dict[str, lazy.ArraySource]:
@@ -226,6 +240,9 @@ class Coordinator:
         meta = self._metadata(operands)
         shape, _ = lazy.infer(checked, meta)
         key = lazy.full_key(key, shape)
+        # From shapes alone, before a chunk is read or a compute function invoked
+        work = reductions.estimate_work(checked.tree.body, meta, key, shape)
+        reductions.check_work(work, max_elements=self.max_work, max_nbytes=self.max_nbytes)
         cache_key = self._cache_key("slice", text, operands, encode_key(key))
         cached = self._cached(cache_key)
         if cached is not None:
@@ -246,7 +263,7 @@ class Coordinator:
     def _reduce_with(self, operands: Mapping[str, str]):
         def reduce(name: str, axis: int | None, argument: ast.AST, sources: Mapping[str, lazy.ArraySource]):
             shape, _ = lazy.infer_tree(argument, sources)
-            box_list = lazy.boxes(shape, lazy.chunking_for(shape, sources))
+            box_list = reductions.boxes(shape, reductions.chunking_for(shape, sources))
             virtual = {k: encode_array(s.value) for k, s in sources.items() if isinstance(s, lazy.InMemory)}
             groups = _split(box_list, self.fanout)
             events = [
@@ -267,7 +284,7 @@ class Coordinator:
                 for answer in answers
                 for box, partial in answer["parts"]
             ]
-            return lazy.place(name, axis, shape, parts)
+            return reductions.place(name, axis, shape, parts)
 
         return reduce
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import math
 import os
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
@@ -14,8 +15,9 @@ from pathlib import Path
 import blosc2
 import numpy as np
 
-from catclient.wire import INLINE_CHUNK_MAX, cparams_to_dict, dtype_to_str
-from functions.engine.errors import NotBlosc2
+from catclient.wire import INLINE_CHUNK_MAX, cparams_to_dict, dtype_from_str, dtype_to_str
+from functions.engine import validation
+from functions.engine.errors import InvalidFrame, NotBlosc2
 from functions.engine.model import ChunkRef, Content, Kind
 
 #: Plain files are stored as an SChunk of this many bytes per chunk: 1 MiB keeps a
@@ -66,22 +68,88 @@ def _cparams(schunk) -> dict:
     return d
 
 
-def decompressed_hash(chunk: bytes) -> str:
-    """128-bit hash of a chunk's decompressed bytes (decompression runs at GB/s)."""
-    return hashlib.blake2b(blosc2.decompress2(chunk), digest_size=16).hexdigest()
+#: Chunks bigger than this are hashed piece by piece (bytes): a hash never holds a
+#: whole large chunk decompressed, and the threads that hash hold one piece each.
+HASH_PIECE = 4 << 20
 
 
-def _describe(chunk: bytes) -> ChunkRef:
-    return ChunkRef.of(chunk, decompressed_hash(chunk) if len(chunk) > INLINE_CHUNK_MAX else None)
+def decompressed_hash(chunk: bytes, header: validation.ChunkHeader | None = None) -> str:
+    """128-bit hash of a chunk's decompressed bytes (decompression runs at GB/s).
+
+    A chunk over :data:`HASH_PIECE` is decompressed a piece at a time (Blosc2
+    decompresses only the blocks a piece needs), so memory stays at one piece
+    whatever the chunk's size.  A special chunk (zeros, NaNs, a value,
+    uninitialised) is hashed from its bytes: it holds no data to decompress.
+    """
+    header = header or validation.chunk_header(chunk)
+    if not header.needs_decompression:
+        return hashlib.blake2b(b"special:" + bytes(chunk), digest_size=16).hexdigest()
+    if header.nbytes <= HASH_PIECE:
+        return hashlib.blake2b(blosc2.decompress2(chunk), digest_size=16).hexdigest()
+    # A super-chunk of its own per call: blosc2 contexts are not shared between threads
+    typesize = max(1, header.typesize)
+    one = blosc2.SChunk(chunksize=header.nbytes, cparams=blosc2.CParams(typesize=typesize))
+    one.insert_chunk(0, bytes(chunk))
+    items = header.nbytes // typesize
+    step = max(1, HASH_PIECE // typesize)
+    buffer = bytearray(step * typesize)
+    digest = hashlib.blake2b(digest_size=16)
+    for start in range(0, items, step):
+        n = min(step, items - start)
+        piece = memoryview(buffer)[: n * typesize]
+        one.get_slice(start, start + n, out=piece)
+        digest.update(piece)
+    return digest.hexdigest()
 
 
-def _loaded(kind: str, schunk, geometry: dict) -> Loaded:
-    chunks = [schunk.get_chunk(i) for i in range(schunk.nchunks)]
+def _describe(item: tuple[int, bytes, validation.ChunkHeader], name: str) -> ChunkRef:
+    i, chunk, header = item
+    if len(chunk) <= INLINE_CHUNK_MAX:
+        return ChunkRef.of(chunk)
+    try:
+        return ChunkRef.of(chunk, decompressed_hash(chunk, header))
+    except (RuntimeError, ValueError) as exc:  # a header that parses over data that does not
+        raise InvalidFrame(f"{name}: chunk {i} does not decompress: {exc}") from None
+
+
+def _hash_workers(chunksize: int) -> int:
+    """Threads for hashing: each holds one chunk (or one piece of a big one) decompressed."""
+    held = min(max(1, chunksize), HASH_PIECE)
+    return max(1, min(8, (os.cpu_count() or 1) * 2, (32 << 20) // held))
+
+
+def _read_chunks(schunk, name: str) -> list[bytes]:
+    try:
+        return [schunk.get_chunk(i) for i in range(schunk.nchunks)]
+    except (RuntimeError, ValueError) as exc:
+        raise InvalidFrame(f"{name}: a chunk cannot be read from the frame: {exc}") from None
+
+
+def _checked_chunks(schunk, geometry: dict, name: str, limits: validation.FrameLimits):
+    """The chunks and their parsed headers, after every check of :mod:`~functions.engine.validation`."""
+    chunksize = validation.check_layout(name, schunk, geometry, limits)
+    ndarray = chunksize is not None
+    blocksize = None
+    if ndarray and geometry["shape"]:
+        blocksize = math.prod(geometry["blocks"]) * dtype_from_str(geometry["dtype"]).itemsize
+    chunks = _read_chunks(schunk, name)
+    headers = validation.check_chunks(
+        name, chunks, int(schunk.chunksize), limits, ndarray=ndarray, blocksize=blocksize
+    )
+    validation.check_total(name, headers, int(schunk.nbytes))
+    typesize = dtype_from_str(geometry["dtype"]).itemsize if ndarray else int(schunk.typesize)
+    validation.check_cparams(name, _cparams(schunk), typesize, blocksize)
+    return chunks, headers
+
+
+def _loaded(kind: str, schunk, geometry: dict, name: str, limits: validation.FrameLimits) -> Loaded:
+    chunks, headers = _checked_chunks(schunk, geometry, name, limits)
     refs = []
     first_of: dict[str, int] = {}  # equal data in one dataset is stored once, however it compressed
     # Hashing and decompressing release the GIL: threads halve the time of a 200 MB publish
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        described = list(pool.map(_describe, chunks))
+    with ThreadPoolExecutor(max_workers=_hash_workers(int(schunk.chunksize))) as pool:
+        work = zip(range(len(chunks)), chunks, headers, strict=True)
+        described = list(pool.map(lambda item: _describe(item, name), work))
     for i, ref in enumerate(described):
         if ref.dhash in first_of:
             j = first_of[ref.dhash]
@@ -105,32 +173,89 @@ def _loaded(kind: str, schunk, geometry: dict) -> Loaded:
     return Loaded(content, chunks)
 
 
-def load_object(obj, kind: str | None = None) -> Loaded:
-    """Content of an open ``blosc2.NDArray`` or ``blosc2.SChunk``."""
-    if isinstance(obj, blosc2.NDArray):
-        geometry = {
-            "shape": list(obj.shape),
-            "chunks": list(obj.chunks),
-            "blocks": list(obj.blocks),
+def _geometry(obj: blosc2.NDArray, name: str) -> dict:
+    try:
+        return {
+            "shape": [int(n) for n in obj.shape],
+            "chunks": [int(n) for n in obj.chunks],
+            "blocks": [int(n) for n in obj.blocks],
             "dtype": dtype_to_str(obj.dtype),
         }
-        return _loaded(Kind.NDARRAY, obj.schunk, geometry)
+    except Exception as exc:  # noqa: BLE001 - metalayers blosc2 opened but cannot describe
+        raise InvalidFrame(f"{name}: unusable array metadata: {exc}") from None
+
+
+def load_object(
+    obj, kind: str | None = None, *, name: str = "the dataset", limits: validation.FrameLimits | None = None
+) -> Loaded:
+    """Content of an open ``blosc2.NDArray`` or ``blosc2.SChunk``, checked before anything is decompressed.
+
+    Parameters
+    ----------
+    obj : blosc2.NDArray or blosc2.SChunk
+        What to load.
+    kind : str, optional
+        The kind of an SChunk (default ``schunk``; plain files are ``file``).
+    name : str
+        What the dataset is called in error messages.
+    limits : FrameLimits, optional
+        Decompressed-size bounds (default: :class:`~functions.engine.validation.FrameLimits`'s).
+
+    Raises
+    ------
+    InvalidFrame
+        Metadata, chunk count, chunk sizes or chunk headers that disagree (400).
+    FrameTooLarge
+        Decompressed sizes over *limits* (413).
+    """
+    limits = limits or validation.FrameLimits()
+    if isinstance(obj, blosc2.NDArray):
+        return _loaded(Kind.NDARRAY, obj.schunk, _geometry(obj, name), name, limits)
     if isinstance(obj, blosc2.SChunk):
         no_geometry = {"shape": None, "chunks": None, "blocks": None, "dtype": None}
-        return _loaded(kind or Kind.SCHUNK, obj, no_geometry)
+        return _loaded(kind or Kind.SCHUNK, obj, no_geometry, name, limits)
     raise NotBlosc2(f"not a Blosc2 NDArray or SChunk: {type(obj).__name__}")
 
 
-def load_frame(data: bytes, name: str) -> Loaded:
-    """Content of a ``.b2nd``/``.b2frame`` given as cframe bytes (an upload)."""
+def _open_cframe(data: bytes, name: str, limits: validation.FrameLimits, ndarray: bool):
+    validation.check_frame_header(data, name, limits)
     try:
-        if name.endswith(".b2nd"):
-            obj = blosc2.ndarray_from_cframe(bytes(data), copy=True)
-        else:
-            obj = blosc2.schunk_from_cframe(bytes(data), copy=True)
+        if ndarray:
+            return blosc2.ndarray_from_cframe(bytes(data), copy=True)
+        return blosc2.schunk_from_cframe(bytes(data), copy=True)
     except Exception as exc:  # noqa: BLE001 - blosc2 raises RuntimeError/ValueError/etc. on junk
         raise NotBlosc2(f"{name} is not a valid Blosc2 frame: {exc}") from None
-    return load_object(_require_ndarray(obj, name))
+
+
+def open_frame(data: bytes, name: str, limits: validation.FrameLimits | None = None, *, ndarray: bool = True):
+    """Open cframe bytes as an NDArray (or SChunk) after every check, decompressing nothing.
+
+    Raises
+    ------
+    NotBlosc2
+        Not a frame (or not an NDArray when *ndarray*); :class:`InvalidFrame` when inconsistent.
+    FrameTooLarge
+        Decompressed sizes over *limits*.
+    """
+    limits = limits or validation.FrameLimits()
+    obj = _open_cframe(data, name, limits, ndarray)
+    if ndarray and not isinstance(obj, blosc2.NDArray):
+        raise NotBlosc2(f"{name} is a Blosc2 frame but not an NDArray")
+    if isinstance(obj, blosc2.NDArray):
+        _checked_chunks(obj.schunk, _geometry(obj, name), name, limits)
+    else:
+        _checked_chunks(obj, {"shape": None}, name, limits)
+    return obj
+
+
+def load_frame(data: bytes, name: str, limits: validation.FrameLimits | None = None) -> Loaded:
+    """Content of a ``.b2nd``/``.b2frame`` given as cframe bytes (an upload).
+
+    The frame's header is checked against *limits* before blosc2 opens it.
+    """
+    limits = limits or validation.FrameLimits()
+    obj = _open_cframe(data, name, limits, name.endswith(".b2nd"))
+    return load_object(_require_ndarray(obj, name), name=name, limits=limits)
 
 
 def _require_ndarray(obj, name: str):
@@ -145,49 +270,63 @@ def _plain_schunk():
     return blosc2.SChunk(chunksize=FILE_CHUNKSIZE, cparams=cparams)
 
 
-def load_plain(data: bytes) -> Loaded:
+def load_plain(data: bytes, limits: validation.FrameLimits | None = None) -> Loaded:
     """A plain file as a compressed SChunk of bytes (typesize 1)."""
     schunk = _plain_schunk()
     view = memoryview(data)
     for start in range(0, len(data), FILE_CHUNKSIZE):
         schunk.append_data(view[start : start + FILE_CHUNKSIZE])
-    return load_object(schunk, kind=Kind.FILE)
+    # Chunks this process made from bytes it read: no bomb to fear, the input's size is the bound
+    return load_object(schunk, kind=Kind.FILE, name="the file", limits=limits or validation.UNLIMITED)
 
 
-def load_plain_file(path: Path) -> Loaded:
+def load_plain_file(path: Path, limits: validation.FrameLimits | None = None) -> Loaded:
     """:func:`load_plain` of a local file, read one chunk at a time (never whole in memory)."""
     schunk = _plain_schunk()
     with open(path, "rb") as src:
         while piece := src.read(FILE_CHUNKSIZE):
             schunk.append_data(piece)
-    return load_object(schunk, kind=Kind.FILE)
+    return load_object(schunk, kind=Kind.FILE, name=path.name, limits=limits or validation.UNLIMITED)
 
 
-def load_bytes(name: str, data: bytes) -> Loaded:
+def load_bytes(name: str, data: bytes, limits: validation.FrameLimits | None = None) -> Loaded:
     """Content of an uploaded or dropped file named *name*: frames by suffix, anything else plain.
 
     Raises
     ------
     NotBlosc2
-        A ``.b2nd``/``.b2frame`` name whose bytes are not such a frame.
+        A ``.b2nd``/``.b2frame`` name whose bytes are not such a frame, or are an
+        inconsistent one (:class:`InvalidFrame`).
+    FrameTooLarge
+        A frame that decompresses to more than *limits* allow.
     """
     if name.endswith(BLOSC2_SUFFIXES):
         try:
-            return load_frame(data, posixpath.basename(name))
+            return load_frame(data, posixpath.basename(name), limits)
+        except InvalidFrame:
+            raise
         except NotBlosc2 as exc:
             suffix = posixpath.splitext(name)[1]
             raise NotBlosc2(f"{exc} (a {suffix} file must be a Blosc2 frame)") from None
     return load_plain(data)
 
 
-def load_path(path: Path) -> Loaded:
+def _frame_head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(64)
+
+
+def load_path(path: Path, limits: validation.FrameLimits | None = None) -> Loaded:
     """Content of a local file: Blosc2 frames chunk by chunk, anything else as a file."""
+    limits = limits or validation.FrameLimits()
     if path.suffix in BLOSC2_SUFFIXES:
+        if path.is_file():  # a contiguous frame (a sparse one is a directory blosc2 reads itself)
+            validation.check_frame_header(_frame_head(path), path.name, limits)
         try:
             obj = blosc2.open(str(path), mode="r")
         except Exception as exc:  # noqa: BLE001 - see load_frame
             raise NotBlosc2(f"{path.name} is not a valid Blosc2 file: {exc}") from None
-        return load_object(_require_ndarray(obj, path.name))
+        return load_object(_require_ndarray(obj, path.name), name=path.name, limits=limits)
     return load_plain_file(path)
 
 

@@ -65,6 +65,14 @@ class NotBlosc2(BadRequest):
     """Bytes that claim to be a Blosc2 frame but are not."""
 
 
+class InvalidFrame(NotBlosc2):
+    """A Blosc2 frame whose metadata, chunk headers or sizes disagree (400): stored, it could not be read."""
+
+
+class FrameTooLarge(TooLarge):
+    """A frame that would decompress to more than a door accepts (413); the message says the limit."""
+
+
 class ExpressionError(BadRequest):
     """An expression outside the language: the message says which part and why."""
 
@@ -180,6 +188,8 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule(BadRequest, 400),
     Rule(TooLarge, 413),
+    Rule(InvalidFrame, 400),
+    Rule(FrameTooLarge, 413),
     Rule(DatasetNotFound, 404, lambda e: f"not found: {e}"),
     Rule(NotFound, 404, lambda e: f"not found: {e}"),
     Rule(Conflict, 409),

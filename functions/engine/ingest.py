@@ -61,22 +61,22 @@ def ingest_object(publisher: Publisher, drop: BlobStore, raw_key: str) -> Ingest
             raise BadRequest(f"{key} is {size} bytes, over the ingest limit of {MAX_INGEST_BYTES} bytes")
         if rel.lower().endswith((".h5", ".hdf5")):
             return _ingest_hdf5(publisher, drop, key, root, rel)
-        return IngestOutcome(key, True, publisher.publish(root, rel, _load(drop, key, rel, size)))
+        return IngestOutcome(key, True, publisher.publish(root, rel, _load(publisher, drop, key, rel, size)))
     except BadRequest as exc:  # NotBlosc2 included
         return IngestOutcome(key, False, error=str(exc))
     except NotFound:
         return IngestOutcome(key, False, error=f"{key} is no longer in the ingest bucket")
 
 
-def _load(drop: BlobStore, key: str, rel: str, size: int) -> Loaded:
+def _load(publisher: Publisher, drop: BlobStore, key: str, rel: str, size: int) -> Loaded:
     """The dropped object's content: read into memory when small, streamed through /tmp when not."""
     if size <= IN_MEMORY_BYTES:
-        return load_bytes(rel, drop.get(key).data)
+        return load_bytes(rel, drop.get(key).data, publisher.frame_limits)
     suffix = os.path.splitext(rel)[1]
     with tempfile.TemporaryDirectory(prefix="ingest-") as tmp:
         local = Path(tmp) / f"drop{suffix}"
         drop.fetch_to(key, str(local))
-        return load_path(local)
+        return load_path(local, publisher.frame_limits)
 
 
 def _ingest_hdf5(publisher: Publisher, drop: BlobStore, key: str, root: str, rel: str) -> IngestOutcome:

@@ -20,7 +20,6 @@ of it works in three steps, all on already allow-list-checked ASTs
 from __future__ import annotations
 
 import ast
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,8 +31,6 @@ from functions.engine.expr import ExpressionError
 
 #: Deepest chain of expressions over expressions (each level is one inlining).
 MAX_INLINE_DEPTH = 16
-#: Elements per box when a reduction argument has no stored chunking to follow.
-DEFAULT_BOX_ELEMENTS = 1 << 20
 
 
 # --------------------------------------------------------------------------- sources
@@ -342,104 +339,6 @@ def evaluate_elementwise(
     return np.broadcast_to(value, want) if value.shape != want else value
 
 
-# --------------------------------------------------------------------------- reductions
-
-
-#: Combining two partial results of a reduction along the reduced axis
-_COMBINE: dict[str, Callable] = {
-    "sum": np.add,
-    "prod": np.multiply,
-    "min": np.minimum,
-    "max": np.maximum,
-    "any": np.logical_or,
-    "all": np.logical_and,
-}
-
-
-def partial_reduce(name: str, axis: int | None, value: np.ndarray) -> dict[str, np.ndarray]:
-    """The partial result of reduction *name* over one box (keepdims, so boxes can be placed)."""
-    value = np.asarray(value)
-    axes = None if axis is None else (axis,)
-    if name in _COMBINE:
-        return {"v": np.asarray(expr.REDUCTIONS[name](value, axis=axes, keepdims=True))}
-    count = np.asarray(value.size if axes is None else value.shape[axis], dtype=np.int64)
-    with np.errstate(all="ignore"):
-        if name == "mean":
-            return {
-                "s": np.sum(value, axis=axes, keepdims=True, dtype=np.result_type(value, np.float64)),
-                "n": count,
-            }
-        mean = np.mean(value, axis=axes, keepdims=True, dtype=np.result_type(value, np.float64))
-        m2 = np.sum(np.abs(value - mean) ** 2, axis=axes, keepdims=True)
-    return {"m": mean, "q": m2, "n": count}
-
-
-def combine_partials(name: str, a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Combine two partials of the same output region (exact; Chan et al. for variance)."""
-    if name in _COMBINE:
-        return {"v": _COMBINE[name](a["v"], b["v"])}
-    if name == "mean":
-        return {"s": a["s"] + b["s"], "n": a["n"] + b["n"]}
-    na, nb = a["n"].astype(np.float64), b["n"].astype(np.float64)
-    n = na + nb
-    delta = b["m"] - a["m"]
-    mean = a["m"] + delta * (nb / n)
-    q = a["q"] + b["q"] + np.abs(delta) ** 2 * (na * nb / n)
-    return {"m": mean, "q": q, "n": a["n"] + b["n"]}
-
-
-def finish(name: str, partial: dict[str, np.ndarray]) -> np.ndarray:
-    """The reduction's value from its fully combined partial."""
-    with np.errstate(all="ignore"):
-        if name in _COMBINE:
-            return partial["v"]
-        if name == "mean":
-            return partial["s"] / partial["n"]
-        var = partial["q"] / partial["n"]
-    return np.sqrt(var) if name == "std" else var
-
-
-def boxes(shape: tuple[int, ...], chunks: tuple[int, ...] | None) -> list[tuple[slice, ...]]:
-    """Chunk-aligned boxes covering *shape* (follow stored chunks when there are some)."""
-    if not shape:
-        return [()]
-    if chunks is None or len(chunks) != len(shape):
-        rest = math.prod(shape[1:]) or 1
-        rows = max(1, DEFAULT_BOX_ELEMENTS // rest)
-        chunks = (rows, *shape[1:])
-    ranges = [
-        [slice(s, min(s + c, n)) for s in range(0, n, c)] or [slice(0, 0)]
-        for n, c in zip(shape, chunks, strict=True)
-    ]
-    grid = [()]
-    for r in ranges:
-        grid = [g + (s,) for g in grid for s in r]
-    return grid
-
-
-def place(name: str, axis: int | None, shape: tuple[int, ...], parts: list[tuple[tuple, dict]]) -> np.ndarray:
-    """Assemble box partials (``(box, partial)``) into the reduction's value over *shape*."""
-    regions: dict[tuple, dict] = {}
-    for box, partial in parts:
-        if axis is None:
-            region = ()
-        else:
-            region = tuple((s.start, s.stop) for i, s in enumerate(box) if i != axis)
-        regions[region] = (
-            partial if region not in regions else combine_partials(name, regions[region], partial)
-        )
-    if axis is None:
-        return np.asarray(finish(name, regions[()])).reshape(())
-    out_shape = shape[:axis] + shape[axis + 1 :]
-    out = None
-    for region, partial in regions.items():
-        value = np.squeeze(finish(name, partial), axis=axis)
-        if out is None:
-            out = np.empty(out_shape, dtype=value.dtype)
-        out[tuple(slice(a, b) for a, b in region)] = value
-    return out if out is not None else np.empty(out_shape)
-
-
 # --------------------------------------------------------------------------- extraction
 
 
@@ -502,35 +401,14 @@ def _clone(tree: ast.AST) -> ast.AST:
     return ast.parse(ast.unparse(tree), mode="eval").body
 
 
-def reduce_locally(
-    name: str, axis: int | None, argument: ast.AST, sources: Mapping[str, ArraySource]
-) -> np.ndarray:
-    """One reduction computed box by box in this process (what each compute invocation does)."""
-    shape, _ = infer_tree(argument, sources)
-    parts = reduction_parts(name, axis, argument, sources, shape, boxes(shape, chunking_for(shape, sources)))
-    return place(name, axis, shape, parts)
+def evaluate(checked: expr.Checked, sources: Mapping[str, ArraySource], key: tuple, reduce=None):
+    """``result[key]`` of a checked, flat expression over *sources*.
 
+    *reduce* computes each reduction (default: :func:`functions.engine.reductions.reduce_locally`).
+    """
+    if reduce is None:
+        from functions.engine.reductions import reduce_locally as reduce  # it imports this module
 
-def reduction_parts(name, axis, argument, sources, shape, box_list) -> list[tuple[tuple, dict]]:
-    """Partials of *argument* reduced over each box in *box_list*."""
-    out = []
-    for box in box_list:
-        value = evaluate_elementwise(argument, sources, shape, box)
-        out.append((box, partial_reduce(name, axis, value)))
-    return out
-
-
-def chunking_for(shape: tuple[int, ...], sources: Mapping[str, ArraySource]) -> tuple[int, ...] | None:
-    """Chunks of a stored operand with exactly *shape*, so boxes read whole chunks."""
-    for source in sources.values():
-        chunks = getattr(source, "chunks", None)
-        if chunks is not None and tuple(source.shape) == tuple(shape):
-            return tuple(chunks)
-    return None
-
-
-def evaluate(checked: expr.Checked, sources: Mapping[str, ArraySource], key: tuple, reduce=reduce_locally):
-    """``result[key]`` of a checked, flat expression over *sources*."""
     shape, dtype = infer(checked, sources)
     extracted = extract(checked.tree.body, sources, reduce)
     merged = {**sources, **{k: InMemory(v) for k, v in extracted.virtual.items()}}

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from functions.engine import layout
 from functions.engine.content import Loaded, NotBlosc2, load_path, reuse_unchanged
-from functions.engine.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from functions.engine.errors import BadRequest, Conflict, FrameTooLarge, NotFound, PreconditionFailed
 from functions.engine.model import Catalog, ChangeEvent, Content, Head, Manifest, dumps, utcnow_iso
 from functions.engine.ports import BlobStore, EventSink
+from functions.engine.validation import FrameLimits
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class Publisher:
         publish of many small chunks.
     clock : callable, optional
         Returns the mtime of a new version (ISO-8601 UTC).
+    frame_limits : FrameLimits, optional
+        Decompressed-size bounds of the frames it loads from files and uploads
+        (``CAT_MAX_CHUNK_NBYTES``, ``CAT_MAX_UPLOAD_NBYTES``); every door passes them.
 
     """
 
@@ -107,8 +111,10 @@ class Publisher:
         *,
         executor: ThreadPoolExecutor | None = None,
         clock: Callable[[], str] = utcnow_iso,
+        frame_limits: FrameLimits | None = None,
     ) -> None:
         self.store = store
+        self.frame_limits = frame_limits or FrameLimits()
         #: None = no topic configured: versions are committed but not announced
         self.events = events
         #: Change events that could not be emitted (committed anyway; handlers report it as a metric)
@@ -357,7 +363,7 @@ class Publisher:
 
     def publish_file(self, root: str, path: str, local: Path) -> PublishResult:
         """Publish one local file as ``root/path``."""
-        return self.publish(root, path, load_path(local))
+        return self.publish(root, path, load_path(local, self.frame_limits))
 
     def publish_directory(
         self,
@@ -385,7 +391,7 @@ class Publisher:
             Called with each dataset's result as it completes.
         on_error : callable, optional
             Called with ``(path, exception)`` for a file that cannot be published
-            (e.g. not valid Blosc2); the others go on, and the dataset already
+            (not valid Blosc2, inconsistent, too big decompressed); the others go on, and the dataset already
             published under that path is kept.  Without it the error propagates.
         on_skip : callable, optional
             Called with ``(path, reason)`` for each object of an HDF5 file that
@@ -411,7 +417,7 @@ class Publisher:
                 continue
             try:
                 result = self.publish_file(root, rel, local)
-            except NotBlosc2 as exc:
+            except (NotBlosc2, FrameTooLarge) as exc:  # refused at the door; the rest goes on
                 if on_error is None:
                     raise
                 on_error(rel, exc)

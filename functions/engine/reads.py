@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from catclient import wire
+from catclient.wire import human_bytes
 from functions.engine import answers, expr, spaces
 from functions.engine.answers import AnswerLimits, Stream
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
@@ -35,6 +36,11 @@ from functions.engine.spaces import PERSONAL, PUBLIC, SHARED, Location, Principa
 #: Largest selection assembled in memory for one fetch (bytes, uncompressed).  A
 #: Lambda has at most 10 GB; beyond this the answer could not be sent anyway.
 MAX_SELECTION_BYTES = 1 << 30
+#: What to do instead of a read that would decompress too much
+WORK_HINT = (
+    "ask for smaller slices, read chunk by chunk via /api/chunk, or use catclient "
+    "(its read plans fetch the chunks straight from S3 and select on the client)"
+)
 #: Longest lifetime given to presigned URLs, seconds (see ``ReadService.__init__``)
 MAX_PRESIGN_SECONDS = 3600
 
@@ -96,6 +102,9 @@ class ReadService:
         Seconds presigned plan URLs stay valid.
     lazy : LazyDatasets, optional
         Evaluates lazy-expression datasets (without it they cannot be read).
+    max_read_nbytes : int
+        Decompressed bytes one read may touch or assemble (0 = only
+        :data:`MAX_SELECTION_BYTES` on what is assembled); larger reads raise :class:`TooLarge`.
 
     """
 
@@ -107,9 +116,11 @@ class ReadService:
         stream_limit: int = 0,
         presign_ttl: int = 300,
         lazy: LazyDatasets | None = None,
+        max_read_nbytes: int = 256 << 20,
     ) -> None:
         self.region = region
         self.limits = AnswerLimits(response_limit, stream_limit)
+        self.max_read_nbytes = max_read_nbytes
         # A URL signed with a role's temporary credentials dies with them whatever its
         # X-Amz-Expires says; an hour stays well inside a Lambda role session
         self.presign_ttl = min(presign_ttl, MAX_PRESIGN_SECONDS)
@@ -284,6 +295,7 @@ class ReadService:
         whole_hint = "ask for slices, or read chunk-wise via /api/chunk"
         hint = "ask for a smaller slice, or read chunk-wise" if params.key_given else whole_hint
         sizes = [r.size for r in m.refs]
+        special = _inline_chunks(m)
 
         def fetch(indices):
             return self.region.chunks(m, indices, stats)
@@ -296,9 +308,12 @@ class ReadService:
                 def once(indices):  # read once for this answer: not kept in the chunk LRU
                     return self.region.chunks(m, indices, stats, keep=False)
 
-                return self._stream_selection(geo, key, once, post, sizes, m.path, hint)
-            limits = wire.Limits(response=self.response_limit or None, hint=hint, name=m.path)
-            return wire.read_frame(geo, key, fetch, limits=limits, chunk_sizes=sizes, post=post)
+                limits = self._read_limits(self.limits.streamed, hint, m.path)
+                return self._stream_selection(geo, key, once, post, sizes, limits, special)
+            limits = self._read_limits(self.response_limit or None, hint, m.path)
+            return wire.read_frame(
+                geo, key, fetch, limits=limits, chunk_sizes=sizes, post=post, special=special
+            )
         except wire.SelectionTooLarge as exc:
             raise TooLarge(str(exc)) from None
         except (wire.SliceError, IndexError, TypeError) as exc:
@@ -312,12 +327,23 @@ class ReadService:
             return self.limits.admit(sum(sizes) + answers.FRAME_SLACK, name, hint)
         return wire.Selection.of(geo, key).nbytes + answers.FRAME_SLACK > self.limits.buffered
 
-    def _stream_selection(self, geo, key, fetch, post, sizes, name: str, hint: str) -> bytes | Stream:
-        if key == () and post is None:
+    def _read_limits(self, response: int | None, hint: str, name: str) -> wire.Limits:
+        return wire.Limits(
+            response=response,
+            box=self.max_read_nbytes or MAX_SELECTION_BYTES,
+            hint=hint,
+            name=name,
+            work=self.max_read_nbytes or None,
+            work_hint=WORK_HINT,
+        )
+
+    def _stream_selection(self, geo, key, fetch, post, sizes, limits, special) -> bytes | Stream:
+        if key == () and post is None:  # as stored: no chunk is decompressed
             return answers.frame_file(geo, fetch)
-        limits = wire.Limits(response=self.limits.streamed, hint=hint, name=name)
         stream = answers.array_file(
-            lambda path: wire.write_frame(geo, key, fetch, path, limits=limits, chunk_sizes=sizes, post=post)
+            lambda path: wire.write_frame(
+                geo, key, fetch, path, limits=limits, chunk_sizes=sizes, post=post, special=special
+            )
         )
         if stream.length > self.limits.buffered:
             return stream
@@ -358,6 +384,11 @@ class ReadService:
         size = geo.nbytes if plain else m.content.cbytes + answers.FRAME_SLACK
         if self.limits.admit(size, name, _PLAN_HINT):
             return self._download_streamed(m, name, plain, stats)
+        if plain and self.max_read_nbytes and geo.nbytes > self.max_read_nbytes:  # decompressed whole
+            raise TooLarge(
+                f"{name} is {human_bytes(geo.nbytes)} decompressed, over the "
+                f"{human_bytes(self.max_read_nbytes)} one request may decompress: {_PLAN_HINT}"
+            )
         chunks = self.region.chunks(m, range(len(m.refs)), stats)
         if m.kind == Kind.NDARRAY:
             body = wire.assemble_ndarray(geo, chunks).to_cframe()
@@ -423,6 +454,11 @@ class ReadService:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _inline_chunks(m: Manifest) -> set[int]:
+    """Chunks held inline in the manifest: Blosc2 special chunks, filled on read, never decompressed."""
+    return {i for i, ref in enumerate(m.refs) if ref.inline is not None}
 
 
 def _expiry(seconds: int) -> str:

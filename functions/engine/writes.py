@@ -23,12 +23,14 @@ import numpy as np
 
 from catclient import wire
 from catclient.wire import human_bytes
-from functions.engine.content import Loaded, load_bytes, load_object
+from functions.engine.content import Loaded, load_bytes, load_object, open_frame
 from functions.engine.errors import (
     BadRequest,
     Conflict,
     DatasetNotFound,
     Forbidden,
+    InvalidFrame,
+    NotBlosc2,
     NotFound,
     QuotaExceeded,
     TooLarge,
@@ -39,6 +41,7 @@ from functions.engine.publish import Publisher, PublishResult
 from functions.engine.reads import MAX_PRESIGN_SECONDS
 from functions.engine.region import CacheStats, Region
 from functions.engine.spaces import Location
+from functions.engine.validation import FrameLimits
 
 #: Staged uploads live under this prefix of the staging bucket.  It is not a valid
 #: root name (``_``), so the ingest function, which the ingest bucket notifies of
@@ -46,9 +49,9 @@ from functions.engine.spaces import Location
 STAGING_PREFIX = "_staging/"
 #: Read-modify-write attempts of an append before reporting a conflict.
 MAX_APPEND_ATTEMPTS = 4
+#: Decompressed bytes one append may bring: its values are held in memory whole
+APPEND_NBYTES = 256 << 20
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
-
-
 
 
 def _is_dir(entries: dict, rel: str) -> bool:
@@ -196,7 +199,7 @@ class WriteService:
             if _is_dir(entries, loc.rel) and loc.rel not in entries:
                 raise BadRequest(f"{loc.path} is a directory; upload into it or remove it first")
         _check_parents(entries, loc)
-        loaded = load_bytes(loc.rel, data)
+        loaded = load_bytes(loc.rel, data, self.publisher.frame_limits)
         self._check_quota(loc, entries, loaded.content.cbytes, {loc.rel})
         self.settle(self.publisher.publish(loc.root, loc.rel, loaded))
         return loc.path
@@ -291,12 +294,15 @@ class WriteService:
         racing appends cannot lose one another (the loser retries).
         """
         self.check_upload_size(len(data))
+        # Appended values are decompressed whole: a tighter total than a stored upload's
+        limits = self.publisher.frame_limits
+        limits = FrameLimits(limits.chunk_nbytes, min(limits.total_nbytes or APPEND_NBYTES, APPEND_NBYTES))
         try:
-            new = blosc2.ndarray_from_cframe(bytes(data), copy=True)
-        except Exception:  # noqa: BLE001 - blosc2 raises several types on junk
+            new = open_frame(data, "the appended data", limits, ndarray=True)
+        except InvalidFrame:
+            raise
+        except NotBlosc2:
             raise BadRequest("the appended data is not a Blosc2 NDArray frame") from None
-        if not isinstance(new, blosc2.NDArray):
-            raise BadRequest("the appended data is not a Blosc2 NDArray frame")
         for _attempt in range(MAX_APPEND_ATTEMPTS):
             manifest, version = self._current(loc.root, loc.rel, loc.path)
             if manifest.kind != Kind.NDARRAY:
