@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import uuid
 
 import blosc2
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 from functions.engine.content import load_object
+from tests.serving import serve
 from tests.test_writes import _new_writer
 
 RUN = uuid.uuid4().hex[:6]
@@ -125,11 +125,9 @@ def test_the_connection_survives_error_answers(http):
 
 def test_a_bug_answers_json_500_and_keeps_the_connection():
     """A bug (an exception no rule maps) is a JSON 500, and the same connection serves the next request."""
-    import uvicorn
     from fastapi import FastAPI
 
     from functions.api import errors
-    from infra.local import _listen
 
     app = FastAPI()
     errors.install(app)
@@ -142,20 +140,10 @@ def test_a_bug_answers_json_500_and_keeps_the_connection():
     def ok():
         return {"ok": True}
 
-    sock = _listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            thread.join(0.02)
-        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=10) as c:
-            first = c.get("/ok").extensions["network_stream"].get_extra_info("sockname")
-            r = c.get("/bug")
-            assert r.status_code == 500 and "RuntimeError" in r.json()["detail"] and "boom" not in r.text
-            again = c.get("/ok")
-            assert again.json() == {"ok": True}
-            assert again.extensions["network_stream"].get_extra_info("sockname") == first
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve(app) as url, httpx.Client(base_url=url, timeout=10) as c:
+        first = c.get("/ok").extensions["network_stream"].get_extra_info("sockname")
+        r = c.get("/bug")
+        assert r.status_code == 500 and "RuntimeError" in r.json()["detail"] and "boom" not in r.text
+        again = c.get("/ok")
+        assert again.json() == {"ok": True}
+        assert again.extensions["network_stream"].get_extra_info("sockname") == first
