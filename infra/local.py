@@ -219,7 +219,11 @@ class LocalStack:
 
         sock = _listen(self.config.host, port)
         actual = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(runtime.services), log_level="warning", lifespan="off")
+        # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any loopback
+        # client as the caller's address (the API decides that: CAT_TRUST_FORWARDED_FOR)
+        config = uvicorn.Config(
+            create_app(runtime.services), log_level="warning", lifespan="off", proxy_headers=False
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"api-{runtime.label}"

@@ -222,10 +222,16 @@ class S3Staging:
         self._store = S3Store(client, bucket)
         self.bucket = bucket
 
-    def presign_put(self, key: str, expires: int) -> str:
-        """A URL that PUTs *key* for *expires* seconds (the caller's own credentials sign it)."""
+    def presign_put(self, key: str, expires: int, size: int) -> str:
+        """A URL that PUTs *key* for *expires* seconds (the caller's own credentials sign it).
+
+        ``Content-Length`` is one of the signed headers (SigV4): S3 refuses a PUT
+        of any other length, so the URL cannot stage more than *size* bytes.
+        """
         return self._s3.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=int(expires)
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": key, "ContentLength": int(size)},
+            ExpiresIn=int(expires),
         )
 
     def size(self, key: str) -> int:
