@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 
 from catclient.wire import human_bytes
-from functions.api import auth, errors, lazy, read, users, write
+from functions.api import auth, errors, lazy, openapi, read, users, write
 from functions.services import Services
 from functions.web import routes as web
 
@@ -92,6 +92,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(lazy.router)
     app.include_router(users.router)
     web.install(app)
+    openapi.install(app)
     app.add_middleware(BodyLimit, limit=body_limit(services.settings))
     app.add_middleware(CollapseSlashes)
     return app
