@@ -204,7 +204,9 @@ class Transfers:
 
     def _upload_presigned(self, remote: str, opener: Callable, size: int, name: str) -> str:
         """Upload through a presigned S3 PUT (for bodies over the API's payload limit); the final path."""
-        start = self._json("POST", "upload-url", remote, optional=True)
+        # The size is signed into the URL: S3 takes exactly these bytes, and the API refuses
+        # a size over its limit before anything is sent
+        start = self._json("POST", "upload-url", remote, optional=True, params={"size": size})
         url = start["url"]
         with opener() as fh, Progress(self.progress, size, f"upload {name}") as bar:
 

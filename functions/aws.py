@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 
-from functions.adapters.s3 import S3Staging, S3Store
+from functions.adapters.s3 import S3Staging, S3Store, guard
 from functions.adapters.sns import SnsSink
 from functions.adapters.url_fetch import UrlDownloader
 from functions.engine.ports import EventSink
@@ -39,9 +39,11 @@ def s3_config(endpoint_url: str | None) -> Config:
         # Parallel chunk GETs share one client: its pool must be at least as large
         # as the read path's thread pool or requests queue for connections.
         max_pool_connections=64,
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=3,
-        read_timeout=20,
+        # Everything inside the API's 29 s: a stalled S3 costs one wait of ~3 s, after
+        # which the client's StallBreaker fails calls (and botocore's one retry) at once
+        retries={"total_max_attempts": 2, "mode": "standard"},
+        connect_timeout=2,
+        read_timeout=3,
     )
 
 
@@ -96,16 +98,22 @@ def s3_client(settings: Settings, region: str | None = None):
     *region* is the buckets' region when it is not the function's own: SigV4
     signatures name the region, and a URL signed for another one is refused.
     """
-    return session(settings.endpoint_url).client(
+    client = session(settings.endpoint_url).client(
         "s3", endpoint_url=settings.endpoint_url, region_name=region, config=s3_config(settings.endpoint_url)
     )
+    guard(client, settings.stall_cooldown)
+    return client
+
+
+#: SNS and Cognito calls are small: a stalled endpoint must not hold a request past the API's 29 s
+SMALL_CALLS = Config(connect_timeout=2, read_timeout=5, retries={"total_max_attempts": 2, "mode": "standard"})
 
 
 def sns_client(settings: Settings):
     """An SNS client in the topic's region (a subscriber stack's topic lives in the origin's region)."""
     region = region_of_arn(settings.topic_arn)
     return session(settings.endpoint_url).client(
-        "sns", endpoint_url=settings.endpoint_url, region_name=region
+        "sns", endpoint_url=settings.endpoint_url, region_name=region, config=SMALL_CALLS
     )
 
 
@@ -114,7 +122,10 @@ def cognito_client(settings: Settings):
     from functions.adapters.cognito import pool_region
 
     return session(settings.endpoint_url).client(
-        "cognito-idp", endpoint_url=settings.endpoint_url, region_name=pool_region(settings.user_pool_id)
+        "cognito-idp",
+        endpoint_url=settings.endpoint_url,
+        region_name=pool_region(settings.user_pool_id),
+        config=SMALL_CALLS,
     )
 
 
@@ -184,6 +195,7 @@ def build_services(settings: Settings, *, events: EventSink | None = None) -> Se
         cache,
         head_ttl=settings.head_ttl,
         memo_ttl=settings.memo_ttl,
+        stale_ttl=settings.stale_ttl,
         lru_bytes=settings.lru_bytes,
     )
     staging_bucket = settings.ingest_bucket or settings.cache_bucket

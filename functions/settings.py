@@ -119,7 +119,23 @@ class Settings(BaseSettings):
         "",
     )
     login_failures_per_minute: int = _env(
-        "CAT_LOGIN_FAILURES", "failed logins tolerated per user and per address per minute", 10
+        "CAT_LOGIN_FAILURES", "failed logins tolerated per user and address, and per address, per minute", 10
+    )
+    # Off: a client can write any X-Forwarded-For. On API Gateway the address comes from the event.
+    trust_forwarded_for: bool = _env(
+        "CAT_TRUST_FORWARDED_FOR",
+        "take the client address from the last `X-Forwarded-For` entry (only behind a proxy that sets it)",
+        False,
+    )
+    # Heads and catalogs only; chunks and manifests are immutable and served whatever their age.
+    stale_ttl: float = _env(
+        "CAT_STALE_TTL",
+        "seconds a process may serve a head it holds while neither cache bucket nor origin answers",
+        300.0,
+    )
+    # The API has 29 s; S3 calls time out after 2-3 s, then fail fast for this long.
+    stall_cooldown: float = _env(
+        "CAT_STALL_COOLDOWN", "seconds S3 calls fail at once after one timed out (one call probes)", 5.0
     )
     gc_grace: float = _env(
         "CAT_GC_GRACE",

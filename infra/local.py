@@ -115,6 +115,8 @@ class LocalStack:
     resources: dict = field(default_factory=dict)
     _moto: object = None
     _stop: threading.Event = field(default_factory=threading.Event)
+    #: Set when moto's process exits while the stack runs (infra/child.py)
+    moto_died: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     # ------------------------------------------------------------------ moto
@@ -149,10 +151,15 @@ class LocalStack:
         while time.monotonic() < deadline:
             try:
                 httpx.get(self.endpoint_url + "/moto-api/", timeout=1)
-                return
+                break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError(f"moto did not start on {self.endpoint_url}")
+        else:
+            raise RuntimeError(f"moto did not start on {self.endpoint_url}")
+        if isinstance(self._moto, subprocess.Popen):
+            from infra.child import watch
+
+            self.moto_died = watch(self._moto, "moto", self._stop)
 
     def _stop_moto(self) -> None:
         if self._moto is None:
@@ -238,7 +245,11 @@ class LocalStack:
 
         sock = _listen(self.config.host, port)
         actual = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(runtime.services), log_level="warning", lifespan="off")
+        # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any loopback
+        # client as the caller's address (the API decides that: CAT_TRUST_FORWARDED_FOR)
+        config = uvicorn.Config(
+            create_app(runtime.services), log_level="warning", lifespan="off", proxy_headers=False
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"api-{runtime.label}"
@@ -308,6 +319,9 @@ class LocalStack:
         from infra.state import save_buckets
 
         if self.config.state_dir is None or self._moto is None or not self.resources:
+            return
+        if self.moto_died.is_set():
+            log.error("moto is gone: the buckets cannot be saved to %s", self.config.state_dir)
             return
         save_buckets(self.client("s3"), self._buckets(), self.config.state_dir)
 
@@ -477,18 +491,26 @@ def _announce(stack: LocalStack, env_file: Path | None) -> dict[str, str] | None
     return env
 
 
-def _serve(stack: LocalStack, env_file: Path | None) -> None:
-    """Start *stack*, announce it, and serve until SIGTERM or Ctrl-C; then stop and clean up."""
+def _serve(stack: LocalStack, env_file: Path | None) -> int:
+    """Start *stack*, announce it, and serve until SIGTERM, Ctrl-C or moto's death; then clean up.
+
+    Returns the exit code: 0, or 1 when moto died under the stack.
+    """
     from infra.envfile import remove_env_file
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     env = None
+    code = 0
     try:
         stack.start()
         env = _announce(stack, env_file)
         while not stopping.wait(0.5):
-            pass
+            if stack.moto_died.is_set():
+                print("moto's server died: every request would fail, so the stack stops", file=sys.stderr,
+                      flush=True)
+                code = 1
+                break
     except KeyboardInterrupt:
         pass
     finally:
@@ -496,6 +518,7 @@ def _serve(stack: LocalStack, env_file: Path | None) -> None:
         if env is not None:
             remove_env_file(env_file, env)
         print("stopped", flush=True)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -504,8 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     endpoint = endpoint_from_args(parser, args)
     _configure_logging(args.verbose)
-    _serve(LocalStack(_config(args, endpoint)), args.env_file)
-    return 0
+    return _serve(LocalStack(_config(args, endpoint)), args.env_file)
 
 
 if __name__ == "__main__":

@@ -56,8 +56,11 @@ def test_bad_input(http, url, status, fragment):
         assert fragment in r.json()["detail"]
 
 
-def test_subscribe_unknown_root_is_404(http):
-    r = http.post("/api/subscribe/nope")
+def test_subscribe_unknown_root_is_404(stack, http):
+    assert http.post("/api/subscribe/nope").status_code == 401  # anonymous callers may not subscribe
+    user, password = stack.resources["demo_user"], stack.resources["demo_password"]
+    token = http.post("/auth/jwt/login", data={"username": user, "password": password}).cookies["c2subauth"]
+    r = http.post("/api/subscribe/nope", headers={"Cookie": f"c2subauth={token}"})
     assert r.status_code == 404
 
 

@@ -343,5 +343,5 @@ def test_blosc2_clients_plans_and_subscriptions_in_spaces(api_url, people, matri
     # Region-wide subscriptions: published roots and @public only
     assert httpx.post(f"{api_url}/api/subscribe/@personal", headers=a.cookie).status_code == 400
     assert httpx.post(f"{api_url}/api/subscribe/@shared").status_code == 401
-    resp = httpx.post(f"{api_url}/api/subscribe/@personal.{a.name}")
+    resp = httpx.post(f"{api_url}/api/subscribe/@personal.{a.name}", headers=a.cookie)
     assert resp.status_code == 404

@@ -121,20 +121,30 @@ def test_proxy_sees_the_new_stamp_and_refreshes(stack, tmp_path):
     assert np.array_equal(renewed.fetch()[:], values * 2)
 
 
+def _demo_cookie(stack, url: str) -> dict:
+    """Subscribing changes the region for everyone: it needs a logged-in user."""
+    user, password = stack.resources["demo_user"], stack.resources["demo_password"]
+    resp = httpx.post(f"{url}/auth/jwt/login", data={"username": user, "password": password})
+    return {"Cookie": f"c2subauth={resp.cookies['c2subauth']}"}
+
+
 def test_subscribe_and_roots_report_it(stack):
     url = stack.regions[1].url
-    r = httpx.post(f"{url}/api/subscribe/example")
+    assert httpx.post(f"{url}/api/subscribe/example").status_code == 401  # anonymous
+    assert httpx.post(f"{url}/api/unsubscribe/example").status_code == 401
+    who = _demo_cookie(stack, url)
+    r = httpx.post(f"{url}/api/subscribe/example", headers=who)
     assert r.status_code == 200 and r.json() == {"name": "example", "subscribed": True}
     assert httpx.get(f"{url}/api/roots").json()["example"]["subscribed"] is True
     assert httpx.get(f"{stack.regions[0].url}/api/roots").json()["example"]["subscribed"] is False
-    assert httpx.post(f"{url}/api/unsubscribe/example").json()["subscribed"] is False
+    assert httpx.post(f"{url}/api/unsubscribe/example", headers=who).json()["subscribed"] is False
 
 
 def test_subscribed_region_prefetches_changed_chunks(stack):
     region = stack.regions[1]
     values = np.arange(2000, dtype=np.int64)
     _publish(stack, "prefetch", "p.b2nd", values, chunks=(100,))
-    assert httpx.post(f"{region.url}/api/subscribe/prefetch").status_code == 200
+    assert httpx.post(f"{region.url}/api/subscribe/prefetch", headers=_demo_cookie(stack, region.url)).status_code == 200
     values = values.copy()
     values[1234] = 0
     _publish(stack, "prefetch", "p.b2nd", values, chunks=(100,))

@@ -367,7 +367,10 @@ def test_context_manager_and_pool(api_url):
 
 def test_subscribe_unsubscribe(stack):
     url = stack.regions[1].url  # the second region: other tests read the first
-    with catclient.Client(url) as c:
+    with catclient.Client(url) as anonymous, pytest.raises(catclient.Unauthorized):
+        anonymous.subscribe("example")
+    auth = (stack.resources["demo_user"], stack.resources["demo_password"])
+    with catclient.Client(url, auth=auth) as c:
         assert c.subscribe("example") == {"name": "example", "subscribed": True}
         assert c.get_roots()["example"]["subscribed"] is True
         assert c.unsubscribe("example") == {"name": "example", "subscribed": False}

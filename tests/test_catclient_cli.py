@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import blosc2
+import httpx
 import numpy as np
 import pytest
 
@@ -197,11 +198,18 @@ def test_large_download_through_plan_and_cache(capsys, api_url, stack, tmp_path,
 
 def test_subscribe_unsubscribe(capsys, stack):
     url = stack.regions[1].url
-    code, out, _ = run(capsys, "--url", url, "subscribe", "example")
+    code, _, err = run(capsys, "--url", url, "subscribe", "example")
+    assert code == 3 and "log" in err  # anonymous: unauthorized
+    login = httpx.post(
+        f"{url}/auth/jwt/login",
+        data={"username": stack.resources["demo_user"], "password": stack.resources["demo_password"]},
+    )
+    token = login.cookies["c2subauth"]
+    code, out, _ = run(capsys, "--url", url, "--token", token, "subscribe", "example")
     assert code == 0 and out.strip() == "subscribed to example"
     code, out, _ = run(capsys, "--url", url, "roots")
     assert "example  (subscribed)" in out
-    got = run_json(capsys, "--url", url, "unsubscribe", "example")
+    got = run_json(capsys, "--url", url, "--token", token, "unsubscribe", "example")
     assert got == {"name": "example", "subscribed": False}
 
 

@@ -134,6 +134,7 @@ class FakeServer:
         return httpx.Response(200, json=target)
 
     def _upload_url(self, request, rest):
+        assert int(request.url.params["size"]) >= 0  # the size is signed into the URL
         key = f"k{len(self.staged)}"
         commit = f"/api/upload-commit/{urllib.parse.quote(rest)}?staged={key}"
         return httpx.Response(200, json={"url": f"http://s3.fake/staging/{key}?X-Amz-Signature=x", "method": "PUT",

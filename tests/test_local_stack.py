@@ -122,3 +122,52 @@ def test_make_run_passes_args_and_writes_the_env_file():
     ).stdout
     assert "-m infra.local --port 8123 --env-file .cat-local.env --tomo --regions 3" in out
     assert "root-example" not in out.split("-m infra.local", 1)[1].splitlines()[0]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _is_zombie_or_alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").exists()
+    except OSError:
+        return False
+
+
+def test_a_dead_moto_is_noticed_and_reaped():
+    stack = LocalStack(StackConfig(port=0, regions=1, root_dir=None)).start()
+    try:
+        pid = stack._moto.pid
+        os.kill(pid, signal.SIGKILL)
+        assert stack.moto_died.wait(10)
+        assert not _is_zombie_or_alive(pid)  # reaped by the watcher, not left as a zombie
+    finally:
+        stack.stop()
+
+
+def test_make_run_stops_with_a_message_when_moto_dies():
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.local", "--port", "0", "--regions", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not proc.stdout.readline().startswith("ready: "):
+            pass
+        (moto,) = [c for c in _children(proc.pid) if "moto_patch" in Path(f"/proc/{c}/cmdline").read_text()]
+        os.kill(moto, signal.SIGKILL)
+        assert proc.wait(timeout=30) == 1
+        out = proc.stdout.read()
+        assert "moto (pid" in out and "moto's server died" in out and "stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

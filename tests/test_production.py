@@ -47,8 +47,10 @@ def test_read_plan_urls_are_sigv4_and_say_when_they_expire(stack):
 def test_presigned_upload_urls_are_sigv4(stack):
     writer = _new_writer(stack, "sigv4")
     path = f"@personal/sigv4-{uuid.uuid4().hex[:6]}/blob.bin"
-    plan = httpx.post(f"{stack.api_url}/api/upload-url/{path}", headers=writer.headers).json()
+    plan = httpx.post(f"{stack.api_url}/api/upload-url/{path}", params={"size": 1000}, headers=writer.headers).json()
     assert_sigv4(plan["url"])
+    signed = urllib.parse.parse_qs(urllib.parse.urlsplit(plan["url"]).query)["X-Amz-SignedHeaders"][0]
+    assert "content-length" in signed.split(";")  # S3 refuses a PUT of any other length
     assert httpx.put(plan["url"], content=b"x" * 1000).status_code == 200
     assert httpx.post(f"{stack.api_url}{plan['commit']}", headers=writer.headers).status_code == 200
 

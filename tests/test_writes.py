@@ -276,10 +276,13 @@ def test_large_upload_through_presigned_put(stack, api_url, writer):
     path = f"@personal/big-{RUN}/blob.bin"
     resp = post_file(api_url, path, blob, writer.headers)
     assert resp.status_code == 413 and f"/api/upload-url/{path}" in resp.json()["detail"]
-    assert httpx.post(f"{api_url}/api/upload-url/{path}").status_code == 401
-    assert httpx.post(f"{api_url}/api/upload-url/example/x.bin", headers=writer.headers).status_code == 403
-    plan = httpx.post(f"{api_url}/api/upload-url/{path}", headers=writer.headers).json()
+    size = {"size": len(blob)}
+    assert httpx.post(f"{api_url}/api/upload-url/{path}", params=size).status_code == 401
+    resp = httpx.post(f"{api_url}/api/upload-url/example/x.bin", params=size, headers=writer.headers)
+    assert resp.status_code == 403
+    plan = httpx.post(f"{api_url}/api/upload-url/{path}", params=size, headers=writer.headers).json()
     assert plan["method"] == "PUT" and plan["max_bytes"] >= len(blob) and plan["path"] == path
+    assert plan["size"] == len(blob) and "content-length" in plan["url"]  # the length is signed
     assert httpx.put(plan["url"], content=blob).status_code == 200
     # Another user cannot commit it, and a made-up key is refused
     intruder = _new_writer(stack, "intruder")
@@ -299,8 +302,10 @@ def test_large_upload_through_presigned_put(stack, api_url, writer):
     assert not [r for r in httpx.get(f"{api_url}/api/roots").json() if "staging" in r]
     # An array through the same flow
     big = np.arange(limit // 8 + 1000, dtype=np.float64)
-    plan = httpx.post(f"{api_url}/api/upload-url/@personal/big-{RUN}/arr.b2nd", headers=writer.headers).json()
     frame = blosc2.asarray(big, cparams=blosc2.CParams(clevel=0)).to_cframe()
+    plan = httpx.post(
+        f"{api_url}/api/upload-url/@personal/big-{RUN}/arr.b2nd", params={"size": len(frame)}, headers=writer.headers
+    ).json()
     assert len(frame) > limit and httpx.put(plan["url"], content=frame).status_code == 200
     assert httpx.post(f"{api_url}{plan['commit']}", headers=writer.headers).status_code == 200
     got = fetch_array(api_url, f"@personal/big-{RUN}/arr.b2nd?slice_=5000:6000", writer.headers)

@@ -20,12 +20,19 @@ class SliceError(ValueError):
     """A ``slice_``/``indices`` parameter that cannot be read or does not fit."""
 
 
+#: Largest index magnitude accepted: numpy indexes with int64, and a bigger bound would wrap or overflow
+MAX_INDEX = 2**63 - 1
+
+
 def _parse_int(text: str, original: str) -> int:
     text = text.strip()
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise SliceError(f"slice_ is not a slice: {original!r} ({text!r} is not an integer)") from None
+    if abs(value) > MAX_INDEX:
+        raise SliceError(f"slice_ is not a slice: {original!r} ({text!r} is beyond 64 bits)")
+    return value
 
 
 def parse_slice(text: str | None, ndim: int | None = None) -> Key:
@@ -218,6 +225,15 @@ def schunk_touched_chunks(items: slice, items_per_chunk: int) -> list[int]:
     return chunk_ids_along(items, items_per_chunk)
 
 
+def _index_array(entry: list) -> np.ndarray:
+    """One fancy-index entry as an array; ragged or too deeply nested lists are refused."""
+    try:
+        # numpy refuses more than 64 dimensions (ValueError) and ragged lists (ValueError)
+        return np.asarray(entry)
+    except (ValueError, RecursionError, OverflowError) as exc:
+        raise SliceError(f"indices entry is not an array of integers: {exc}") from None
+
+
 def parse_indices(text: str | list | None) -> tuple | None:
     """Read the ``indices`` parameter: one entry per dimension (list, int, ``"a:b"`` or null)."""
     if text is None or text == "":
@@ -226,26 +242,31 @@ def parse_indices(text: str | list | None) -> tuple | None:
         entries = json.loads(text) if isinstance(text, str) else text
     except json.JSONDecodeError as exc:
         raise SliceError(f"indices is not JSON: {exc}") from None
+    except RecursionError:
+        raise SliceError("indices nests too deeply: one list of integers per dimension") from None
     if not isinstance(entries, list):
         raise SliceError("indices must be a JSON list with one entry per dimension")
-    key: list = []
-    for entry in entries:
-        if entry is None:
-            key.append(slice(None))
-        elif isinstance(entry, bool):
-            raise SliceError(f"indices entry {entry!r} is not an index")
-        elif isinstance(entry, int):
-            key.append(entry)
-        elif isinstance(entry, str):
-            parsed = parse_slice(entry)
-            if len(parsed) != 1:
-                raise SliceError(f"indices entry {entry!r} is not one slice")
-            key.append(parsed[0])
-        elif isinstance(entry, list):
-            arr = np.asarray(entry)
-            if arr.size and not np.issubdtype(arr.dtype, np.integer):
-                raise SliceError(f"indices entry {entry!r} must hold integers")
-            key.append(arr.astype(np.int64))
-        else:
-            raise SliceError(f"indices entry {entry!r} is not an index")
-    return tuple(key)
+    return tuple(_index_entry(entry) for entry in entries)
+
+
+def _index_entry(entry):
+    """One dimension's entry of ``indices`` as a key part."""
+    if entry is None:
+        return slice(None)
+    if isinstance(entry, bool):
+        raise SliceError(f"indices entry {entry!r} is not an index")
+    if isinstance(entry, int):
+        if abs(entry) > MAX_INDEX:
+            raise SliceError(f"indices entry {entry!r} is beyond 64 bits")
+        return entry
+    if isinstance(entry, str):
+        parsed = parse_slice(entry)
+        if len(parsed) != 1:
+            raise SliceError(f"indices entry {entry!r} is not one slice")
+        return parsed[0]
+    if isinstance(entry, list):
+        arr = _index_array(entry)
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise SliceError(f"indices entry {str(entry)[:80]!r} must hold integers")
+        return arr.astype(np.int64)
+    raise SliceError(f"indices entry {str(entry)[:80]!r} is not an index")

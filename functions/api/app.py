@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
 
-from functions.api import auth, errors, lazy, read, users, write
+from catclient.wire import human_bytes
+from functions.api import auth, errors, lazy, openapi, read, users, write
 from functions.services import Services
 from functions.web import routes as web
 
@@ -29,6 +31,49 @@ class CollapseSlashes:
         await self.app(scope, receive, send)
 
 
+class BodyLimit:
+    """ASGI middleware: refuse a request body (413) as soon as it passes *limit* bytes.
+
+    A ``Content-Length`` lets the routes refuse a body before reading it; a
+    chunked body has none, and without this it would be read whole (into memory,
+    for a form) before its size could be judged.  The bytes are counted as they
+    arrive, and the read that passes the limit raises instead of returning them.
+    An ``HTTPException``: FastAPI turns any other error while it reads a JSON body
+    into a 400.
+    """
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.limit:
+            return await self.app(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise HTTPException(
+                        413,
+                        f"the request body passed this API's limit of {human_bytes(self.limit)}: "
+                        "send large files through POST /api/upload-url/{path} (a presigned S3 PUT)",
+                    )
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def body_limit(settings) -> int:
+    """Largest request body: the payload limit (Lambda's), else the upload limit plus multipart framing."""
+    if settings.payload_limit:
+        return settings.payload_limit
+    return settings.max_upload_bytes + (64 << 10) if settings.max_upload_bytes else 0
+
+
 def create_app(services: Services) -> FastAPI:
     """Build the API over *services* (called once per process)."""
     app = FastAPI(
@@ -47,5 +92,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(lazy.router)
     app.include_router(users.router)
     web.install(app)
+    openapi.install(app)
+    app.add_middleware(BodyLimit, limit=body_limit(services.settings))
     app.add_middleware(CollapseSlashes)
     return app

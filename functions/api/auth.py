@@ -35,6 +35,23 @@ def _token(request: Request) -> str | None:
     return request.cookies.get(COOKIE) or None
 
 
+def client_address(request: Request, trust_forwarded_for: bool = False) -> str:
+    """The caller's address, for the login limiter.
+
+    The connection's peer: on API Gateway Mangum takes it from the event
+    (``requestContext.http.sourceIp``), which the caller cannot forge.
+    ``X-Forwarded-For`` is anyone's to write, so it counts only when the
+    deployment says a proxy of its own sets it (``CAT_TRUST_FORWARDED_FOR``);
+    then its last entry, the one that proxy appended, is the caller.
+    """
+    if trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            return last[:64]
+    return request.client.host if request.client else "unknown"
+
+
 def caller(request: Request) -> Principal:
     """Who is asking (verified once per request; anonymous when there is no valid token)."""
     cached = getattr(request.state, "principal", None)
@@ -76,8 +93,10 @@ def login(
 ) -> Response:
     """Form ``username`` and ``password`` → 204 with ``Set-Cookie: c2subauth=<token>``."""
     services = services_of(request)
-    address = request.client.host if request.client else "unknown"
-    keys = [f"user:{username.strip().lower()[:MAX_CREDENTIAL_CHARS]}", f"ip:{address}"]
+    address = client_address(request, services.settings.trust_forwarded_for)
+    # Per user *and* address: failures from elsewhere never lock an account's owner out
+    user = username.strip().lower()[:MAX_CREDENTIAL_CHARS]
+    keys = [f"user:{user} ip:{address}", f"ip:{address}"]
     services.login_limiter.check(keys)
     if services.auth is None:
         raise ProviderUnavailable("this server has no user pool configured: nobody can log in")

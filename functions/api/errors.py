@@ -50,9 +50,44 @@ def install(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError):
         return detail(400, _validation_message(exc))
 
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception):
-        # Every expected failure has a rule above: anything reaching here is a bug,
-        # logged with its traceback and answered as JSON like every other error
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return detail(500, f"internal error ({type(exc).__name__}); this is a bug, please report it")
+    # Every expected failure has a rule above: anything else is a bug, answered by
+    # CatchBugs (not an Exception handler: Starlette re-raises after those, and the
+    # server then drops the client's keep-alive connection along with the answer)
+    app.add_middleware(CatchBugs)
+
+
+def bug_answer(exc: BaseException) -> JSONResponse:
+    """The 500 a bug gets: JSON like every other error, naming only the exception's type."""
+    return detail(500, f"internal error ({type(exc).__name__}); this is a bug, please report it")
+
+
+class CatchBugs:
+    """ASGI middleware: an unexpected exception becomes a JSON 500 and the connection stays usable.
+
+    The exception is logged with its traceback and not re-raised, so the server
+    keeps the keep-alive connection open.  If the answer had already started
+    there is nothing to replace it with: the exception propagates and the
+    connection is closed (the client sees a truncated answer, not a wrong one).
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await bug_answer(exc)(scope, receive, send)

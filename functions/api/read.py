@@ -14,7 +14,7 @@ from functions.api.deps import services_of
 from functions.engine.answers import Stream
 from functions.engine.reads import FetchParams, ReadService
 from functions.engine.region import CacheStats
-from functions.engine.spaces import Location, Principal, resolve
+from functions.engine.spaces import Location, Principal, require_user, resolve
 
 router = APIRouter(prefix="/api")
 
@@ -156,13 +156,15 @@ def plan(path: str, request: Request, who: Caller, slice_: str | None = None) ->
 
 @router.post("/subscribe/{root}", summary="Follow a root: prefetch its changed chunks into this region")
 def subscribe(root: str, request: Request, who: Caller) -> dict:
-    """Subscribe this region to *root*."""
+    """Subscribe this region to *root* (a logged-in user's request: it changes the region for everyone)."""
+    require_user(who, "subscribing")
     return _reads(request).set_subscribed(resolve(root, who), True)
 
 
 @router.post("/unsubscribe/{root}", summary="Stop following a root")
 def unsubscribe(root: str, request: Request, who: Caller) -> dict:
-    """Unsubscribe this region from *root* (reads keep working on demand)."""
+    """Unsubscribe this region from *root* (reads keep working on demand); needs a logged-in user."""
+    require_user(who, "unsubscribing")
     return _reads(request).set_subscribed(resolve(root, who), False)
 
 

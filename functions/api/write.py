@@ -207,15 +207,21 @@ def load_from_url(
 
 
 @router.post("/upload-url/{path:path}", summary="Start a large upload: a presigned S3 PUT")
-def upload_url(path: str, who: Caller, writes: Writes) -> dict:
-    """``{"url", "method": "PUT", "staged", "commit", "expires_in", "max_bytes"}``.
+def upload_url(
+    path: str,
+    who: Caller,
+    writes: Writes,
+    size: Annotated[int, Query(ge=0, le=2**53, description="the file's length in bytes (no other is taken)")],
+) -> dict:
+    """``{"url", "method": "PUT", "staged", "commit", "expires_in", "max_bytes", "size"}``.
 
-    PUT the raw file bytes (not multipart) to ``url`` without API credentials,
-    then ``POST`` the ``commit`` URL (relative to the API) with your credentials.
+    PUT exactly ``size`` raw file bytes (not multipart) to ``url`` without API
+    credentials, then ``POST`` the ``commit`` URL (relative to the API) with your
+    credentials.  A size over the upload limit is refused here (413).
     """
     with speaking_as(who):
         loc = resolve(path, who, write=True)
-        out = writes.stage(who.sub)
+        out = writes.stage(who.sub, size)
     query = urllib.parse.urlencode({"staged": out["staged"]})
     return {**out, "path": loc.path, "commit": f"/api/upload-commit/{_user_path(loc)}?{query}"}
 

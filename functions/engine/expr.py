@@ -24,6 +24,11 @@ MAX_NODES = 400
 MAX_DEPTH = 40
 #: Largest integer literal exponent: ``x ** 10**9`` on integers would hang a worker.
 MAX_POWER = 64
+#: Largest integer literal magnitude: numpy computes in at most 64 bits, and a bigger
+#: literal either overflows (OverflowError) or silently becomes an inexact float.
+MAX_INT = 2**63 - 1
+#: Largest literal shift: shifting 64-bit integers by more is undefined in C and 0 in numpy.
+MAX_SHIFT = 63
 
 
 _BINOPS: dict[type, Callable] = {
@@ -55,16 +60,20 @@ _COMPARE: dict[type, Callable] = {
     ast.NotEq: np.not_equal,
 }
 
-#: Elementwise functions by name.
-ELEMENTWISE: dict[str, Callable] = {
-    name: getattr(np, name)
-    for name in (
-        "sin cos tan arcsin arccos arctan arctan2 sinh cosh tanh arcsinh arccosh arctanh "
-        "exp expm1 log log10 log1p log2 sqrt abs absolute sign floor ceil trunc "
-        "real imag conj isnan isinf isfinite maximum minimum hypot power"
-    ).split()
+#: Elementwise functions by name, with the number of arguments each takes.
+ARITY: dict[str, int] = {
+    **dict.fromkeys(
+        (
+            "sin cos tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh arctanh "
+            "exp expm1 log log10 log1p log2 sqrt abs absolute sign floor ceil trunc "
+            "real imag conj isnan isinf isfinite"
+        ).split(),
+        1,
+    ),
+    **dict.fromkeys("arctan2 maximum minimum hypot power".split(), 2),
+    "where": 3,  # where(cond) alone is numpy's nonzero(), not an elementwise function
 }
-ELEMENTWISE["where"] = np.where
+ELEMENTWISE: dict[str, Callable] = {name: getattr(np, name) for name in ARITY}
 
 #: Reductions by name; they take an optional ``axis`` keyword (int).
 REDUCTIONS: dict[str, Callable] = {
@@ -167,6 +176,8 @@ def _check_name(node: ast.Name, operands: set[str] | frozenset[str], names: set[
 
 
 def _check_constant(node: ast.Constant, source: str) -> None:
+    if isinstance(node.value, int) and not isinstance(node.value, bool) and abs(node.value) > MAX_INT:
+        raise ExpressionError(f"integer literal {_token(node, source)[:40]!r} is too large (beyond 64 bits)")
     if isinstance(node.value, bool | int | float | complex) or node.value is None:
         return
     if isinstance(node.value, str | bytes) and len(node.value) <= 256:
@@ -177,9 +188,25 @@ def _check_constant(node: ast.Constant, source: str) -> None:
 def _check_binop(node: ast.BinOp, source: str) -> None:
     if type(node.op) not in _BINOPS:
         raise ExpressionError(f"operator in {_token(node, source)!r} is not allowed")
-    if isinstance(node.op, ast.Pow) and isinstance(node.right, ast.Constant):
-        if isinstance(node.right.value, int | float) and abs(node.right.value) > MAX_POWER:
-            raise ExpressionError(f"exponent in {_token(node, source)!r} is too large")
+    right = _literal_number(node.right)
+    if right is None:
+        return
+    if isinstance(node.op, ast.Pow) and not abs(right) <= MAX_POWER:
+        raise ExpressionError(f"exponent in {_token(node, source)!r} is too large")
+    if isinstance(node.op, ast.LShift | ast.RShift) and not 0 <= right <= MAX_SHIFT:
+        raise ExpressionError(f"shift in {_token(node, source)!r} must be by 0 to {MAX_SHIFT} bits")
+
+
+def _literal_number(node: ast.AST) -> int | float | None:
+    """The value of a real number literal, signed (``3``, ``-2.5``), else None."""
+    sign = 1
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        sign = -sign if isinstance(node.op, ast.USub) else sign
+        node = node.operand
+    value = node.value if isinstance(node, ast.Constant) else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return sign * value
+    return None
 
 
 #: Nodes that are allowed as they stand: their parts are checked on their own
@@ -189,6 +216,8 @@ _PARTS = (ast.keyword, ast.Slice, ast.Tuple)
 
 
 def _check_node(node: ast.AST, source: str, operands: set[str] | frozenset[str]) -> None:
+    if isinstance(node, ast.Slice):
+        return _check_slice(node, source)
     if isinstance(node, _STRUCTURAL + _PARTS):
         return
     if type(node) in _BINOPS or type(node) in _UNARY or type(node) in _COMPARE:
@@ -202,6 +231,12 @@ def _check_node(node: ast.AST, source: str, operands: set[str] | frozenset[str])
             raise ExpressionError(f"only operands can be sliced: {_token(node, source)!r}")
         return None
     raise ExpressionError(f"{_token(node, source)!r} is not allowed ({type(node).__name__})")
+
+
+def _check_slice(node: ast.Slice, source: str) -> None:
+    step = node.step
+    if isinstance(step, ast.Constant) and isinstance(step.value, int | float) and step.value == 0:
+        raise ExpressionError(f"slice step cannot be zero in {_token(node, source)!r}")
 
 
 def _check_call(node: ast.Call, source: str, allow_reductions: bool) -> bool:
@@ -220,8 +255,10 @@ def _check_call(node: ast.Call, source: str, allow_reductions: bool) -> bool:
     if name in ELEMENTWISE:
         if node.keywords:
             raise ExpressionError(f"{name}() takes no keywords")
-        if not 1 <= len(node.args) <= 3:
-            raise ExpressionError(f"{name}() takes 1 to 3 arguments")
+        want = ARITY[name]
+        if len(node.args) != want:
+            plural = "argument" if want == 1 else "arguments"
+            raise ExpressionError(f"{name}() takes {want} {plural}, not {len(node.args)}")
         return False
     raise ExpressionError(f"function {name!r} is not allowed")
 
@@ -243,9 +280,26 @@ def literal_int(node: ast.AST) -> int:
 
 
 def evaluate(checked: Checked, env: Mapping[str, object]):
-    """Evaluate a checked expression with numpy over the arrays in *env*."""
-    with np.errstate(all="ignore"):
-        return _eval(checked.tree.body, env)
+    """Evaluate a checked expression with numpy over the arrays in *env*.
+
+    Raises
+    ------
+    ExpressionError
+        When numpy refuses the operands (types that do not combine, shapes
+        that do not broadcast, indices out of range or not integers): the
+        message says what numpy said.
+
+    """
+    try:
+        with np.errstate(all="ignore"):
+            return _eval(checked.tree.body, env)
+    except ExpressionError:
+        raise
+    # numpy's refusals: UFuncTypeError is a TypeError; IndexError for bad subscripts
+    except (TypeError, ValueError, OverflowError, IndexError, ZeroDivisionError) as exc:
+        raise ExpressionError(
+            f"the expression cannot be evaluated: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
 
 
 def _eval(node: ast.AST, env: Mapping[str, object]):
@@ -289,6 +343,20 @@ def _eval_index(node: ast.AST, env):
     if isinstance(node, ast.Tuple):
         return tuple(_eval_index(e, env) for e in node.elts)
     if isinstance(node, ast.Slice):
-        parts = [None if p is None else int(_eval(p, env)) for p in (node.lower, node.upper, node.step)]
+        parts = [None if p is None else _index(p, env) for p in (node.lower, node.upper, node.step)]
+        if parts[2] == 0:
+            raise ExpressionError("slice step cannot be zero")
         return slice(*parts)
-    return int(_eval(node, env))
+    return _index(node, env)
+
+
+def _index(node: ast.AST, env) -> int:
+    """An index or slice bound: an integer within 64 bits (``a[1e309]`` is refused, not an overflow)."""
+    value = _eval(node, env)
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ExpressionError(f"index {ast.unparse(node)[:40]!r} is not an integer")
+    if abs(int(value)) > MAX_INT:
+        raise ExpressionError(f"index {ast.unparse(node)[:40]!r} is too large (beyond 64 bits)")
+    return int(value)

@@ -1,7 +1,9 @@
 """Login flood protection: a sliding-window count of failed logins per key.
 
-Keys are the username and the client address, so one attacker cannot try many
-passwords for one account, nor one password for many accounts, from one place.
+Keys are the username *with* the client address, and the address alone, so one
+attacker cannot try many passwords for one account, nor one password for many
+accounts, from one place — and failures from one place never lock the account's
+owner out elsewhere (a per-username key would let anyone do that).
 The counts live in the process (a warm Lambda container): this is a first,
 cheap line of defence that keeps floods away from the user pool; Cognito's own
 lockout of repeated failures stays behind it across containers.

@@ -140,8 +140,8 @@ class Invoker(Protocol):
 class Staging(Protocol):
     """Where big uploads land first: a presigned PUT, then read once and deleted."""
 
-    def presign_put(self, key: str, expires: int) -> str:
-        """A URL that PUTs *key* for *expires* seconds."""
+    def presign_put(self, key: str, expires: int, size: int) -> str:
+        """A URL that PUTs exactly *size* bytes at *key* for *expires* seconds (the length is signed)."""
         ...
 
     def size(self, key: str) -> int:

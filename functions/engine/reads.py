@@ -180,7 +180,7 @@ class ReadService:
         """Caterva2's metadata JSON for a dataset, file, directory or root, as *who* may see it."""
         with self._as_user(loc, who):
             try:
-                out = self._info(loc)
+                out = self._info(loc, self._may_read(who))
             except DatasetNotFound:
                 if loc.user_space and not loc.rel:
                     return {"kind": "group", "mtime": None, "size": 0, "nfiles": 0}
@@ -192,13 +192,16 @@ class ReadService:
             out["operands"] = {alias: spaces.shown(path, who) for alias, path in out["operands"].items()}
         return out
 
-    def _info(self, loc: Location) -> dict:
+    def _info(self, loc: Location, may_read: MayRead) -> dict:
         if loc.rel:
             try:
                 manifest = self.region.dataset(loc.root, loc.rel)
             except DatasetNotFound:
                 manifest = None
             if manifest is not None:
+                if manifest.kind == Kind.LAZY and self.lazy is not None:
+                    # Authorised like a read: its expression and operands say what it reads
+                    self.lazy.flatten(manifest, may_read)
                 out = _info_json(manifest)
                 if manifest.kind == Kind.LAZY and self.lazy is not None:
                     out["mtime"] = self.lazy.effective_mtime(manifest)

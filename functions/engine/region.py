@@ -130,6 +130,10 @@ class Region:
     memo_ttl : float
         Seconds this process trusts what it read of a head without asking the
         cache bucket again.  Kept well under a second so events show at once.
+    stale_ttl : float
+        Seconds a head (or catalog) this process read may still be served when
+        neither the cache bucket nor the origin answers (a stall or an outage):
+        stale data is served rather than none, within this bound.
     lru_bytes : int
         Bound of the in-process chunk/manifest LRU.
     workers : int
@@ -146,6 +150,7 @@ class Region:
         *,
         head_ttl: float = 2.0,
         memo_ttl: float = 0.2,
+        stale_ttl: float = 300.0,
         lru_bytes: int = 256 << 20,
         workers: int = 32,
         wall: Callable[[], float] = time.time,
@@ -155,6 +160,7 @@ class Region:
         self.cache = cache
         self.head_ttl = head_ttl
         self.memo_ttl = memo_ttl
+        self.stale_ttl = stale_ttl
         self.lru = ByteLRU(lru_bytes)
         self._memo: dict[str, tuple[float, object]] = {}
         self._memo_lock = threading.Lock()
@@ -188,15 +194,24 @@ class Region:
     def _meta(self, key: str, *, fresh: bool = False):
         """JSON at *key*: memo → cache-bucket copy (within TTL) → origin (and copy it)."""
         now = time.monotonic()
-        if not fresh:
-            with self._memo_lock:
-                hit = self._memo.get(key)
-            if hit is not None and now - hit[0] < self.memo_ttl:
-                return hit[1]
-        value = self._meta_uncached(key, fresh)
+        with self._memo_lock:
+            hit = self._memo.get(key)
+        if not fresh and hit is not None and now - hit[0] < self.memo_ttl:
+            return hit[1]
+        try:
+            value = self._meta_uncached(key, fresh)
+        except (OriginUnavailable, StoreUnavailable) as exc:
+            return self._stale(key, hit, now, exc)
         with self._memo_lock:
             self._memo[key] = (now, value)
         return value
+
+    def _stale(self, key: str, hit: tuple[float, object] | None, now: float, exc: Exception):
+        """What this process last read at *key*, if recent enough, when nothing can be asked; else *exc*."""
+        if hit is None or now - hit[0] >= self.stale_ttl:
+            raise exc
+        log.warning("storage unreachable; serving %s as read %.0f s ago", key, now - hit[0])
+        return hit[1]
 
     def _meta_uncached(self, key: str, fresh: bool):
         if self.cache is None:
@@ -430,6 +445,8 @@ class Region:
             roots = frozenset(json.loads(self.cache.get(layout.SUBSCRIPTIONS_KEY).data)["roots"])
         except NotFound:
             roots = frozenset()
+        except StoreUnavailable as exc:
+            return set(self._stale(layout.SUBSCRIPTIONS_KEY, hit, now, exc))
         with self._memo_lock:
             self._memo[layout.SUBSCRIPTIONS_KEY] = (now, roots)
         return set(roots)

@@ -129,6 +129,12 @@ def _needs_login(who: Principal, what: str) -> AuthRequired:
     return AuthRequired(f"{what} needs a logged-in user: log in with POST /auth/jwt/login")
 
 
+def require_user(who: Principal, what: str) -> None:
+    """Raise :class:`AuthRequired` (saying why) unless *who* is a logged-in user."""
+    if not who.authenticated:
+        raise _needs_login(who, what)
+
+
 def _check_key_length(root: str, rel: str) -> None:
     if len(root.encode()) + 1 + len(rel.encode()) > MAX_KEY_BYTES:
         raise BadRequest(f"path is too long: at most {MAX_KEY_BYTES} bytes of UTF-8")

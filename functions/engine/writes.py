@@ -372,24 +372,32 @@ class WriteService:
 
     # ------------------------------------------------------------------ staged uploads
 
-    def stage(self, sub: str) -> dict:
-        """A presigned PUT for one large upload by user *sub*.
+    def stage(self, sub: str, size: int) -> dict:
+        """A presigned PUT of exactly *size* bytes, for one large upload by user *sub*.
+
+        The size is refused at once when over ``max_upload_bytes`` (no URL is
+        made); it is signed into the URL (S3 refuses another length) and kept in
+        the staging key, so a commit refuses whatever else was staged.
 
         Returns
         -------
         dict
-            ``{"url", "method": "PUT", "staged": key, "expires_in", "max_bytes"}``.
+            ``{"url", "method": "PUT", "staged": key, "expires_in", "max_bytes", "size"}``.
 
         """
         if self.staging is None:
             raise BadRequest("this server has no staging bucket: large uploads are not available")
-        key = f"{STAGING_PREFIX}{sub}/{uuid.uuid4().hex}"
+        if size < 0:
+            raise BadRequest("size must be the upload's length in bytes")
+        self.check_upload_size(size)
+        key = f"{STAGING_PREFIX}{sub}/{uuid.uuid4().hex}-{size}"
         return {
-            "url": self.staging.presign_put(key, self.presign_ttl),
+            "url": self.staging.presign_put(key, self.presign_ttl, size),
             "method": "PUT",
             "staged": key,
             "expires_in": self.presign_ttl,
             "max_bytes": self.max_upload_bytes,
+            "size": size,
         }
 
     def commit_staged(self, loc: Location, sub: str, key: str) -> str:
@@ -401,11 +409,14 @@ class WriteService:
             If *key* is not a staging key of user *sub*.
         DatasetNotFound
             If nothing was PUT there (or it expired, or was committed already).
+        BadRequest
+            If what was staged is not the size the URL was made for (then it is deleted).
 
         """
         if self.staging is None:
             raise BadRequest("this server has no staging bucket: large uploads are not available")
-        if not re.fullmatch(rf"{re.escape(STAGING_PREFIX + sub)}/[0-9a-f]{{32}}", key or ""):
+        match = re.fullmatch(rf"{re.escape(STAGING_PREFIX + sub)}/[0-9a-f]{{32}}-([0-9]{{1,15}})", key or "")
+        if not match:
             raise Forbidden("that staged upload is not yours (or not a staging key at all)")
         try:
             size = self.staging.size(key)
@@ -414,6 +425,12 @@ class WriteService:
                 f"staged upload {key}: PUT the file to its presigned URL first (the URL expires after "
                 f"{self.presign_ttl} s, and a committed upload is gone)"
             ) from None
+        if size != int(match.group(1)):
+            self.staging.delete(key)
+            raise BadRequest(
+                f"the staged upload is {size} bytes, not the {match.group(1)} its URL was made for; "
+                "it was deleted: ask /api/upload-url again with the right size"
+            )
         try:
             self.check_upload_size(size)
             path = self.upload(loc, None, self.staging.read(key))

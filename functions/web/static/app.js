@@ -120,7 +120,8 @@
     const target = `${dir}/${file.name}`;
     const { payload_limit: limit } = await getLimits();
     if (limit && file.size + MULTIPART_SLACK > limit) {
-      const start = await postJSON(`/api/upload-url/${quote(target)}`, {});
+      // The size is signed into the URL: S3 takes exactly this file's bytes
+      const start = await postJSON(`/api/upload-url/${quote(target)}?size=${file.size}`, {});
       const put = await fetch(start.url, { method: "PUT", body: file, credentials: "omit" });
       if (!put.ok) throw new Error(`the upload to storage failed: ${put.status}`);
       return (await call("POST", start.commit)).json();
