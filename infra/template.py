@@ -71,6 +71,7 @@ _LOCAL_TYPES = (
     "AWS::SNS::Topic",
     "AWS::SNS::Subscription",
     "AWS::SQS::Queue",
+    "AWS::Lambda::EventSourceMapping",
     "AWS::Serverless::Function",
     "AWS::Cognito::UserPool",
     "AWS::Cognito::UserPoolClient",
@@ -379,45 +380,54 @@ def _functions(
 ) -> _Functions:
     """Every function's local name, role and handler; the role of each follows from its trigger."""
     fns = _Functions()
+    polled: dict[str, list[dict[str, Any]]] = {}  # function id -> its event source mappings
+    for body in resources.values():
+        if body["Type"] == "AWS::Lambda::EventSourceMapping":
+            props = body.get("Properties", {})
+            polled.setdefault(_ref_target(props.get("FunctionName")) or "", []).append(props)
     for lid, body in resources.items():
         if body["Type"] != "AWS::Serverless::Function":
             continue
         props = body.get("Properties", {})
         short = lid.removesuffix("Function").lower()
         fns.names[lid] = _local_name(prefix, props.get("FunctionName"), f"{prefix}-{short}")
-        role = _function_role(lid, props.get("Events") or {}, queues)
+        role = _function_role(lid, props.get("Events") or {}, polled.pop(lid, []), queues)
         if role in fns.handlers:
             raise TemplateDrift(f"{lid}: a second {role} function; the local stack runs one of each")
         fns.handlers[role] = props.get("Handler") or fn_globals.get("Handler", "")
         fns.role_ids[role] = lid
+    if polled:
+        raise TemplateDrift(f"event source mappings of no function of the template: {sorted(polled)}")
     missing = [r for r in ("api", "ingest", "sync", "compute") if r not in fns.handlers]
     if missing:
         raise TemplateDrift(f"template.yaml lacks the {missing} function(s) the local stack runs")
     return fns
 
 
-def _function_role(lid: str, events: Mapping[str, Any], queues: _Queues) -> str:
-    """The role a function's trigger gives it: the API's, the ingest or sync queue's, or compute."""
+def _function_role(
+    lid: str, events: Mapping[str, Any], mappings: list[dict[str, Any]], queues: _Queues
+) -> str:
+    """The role a function's trigger gives it: the API's, the ingest or sync queue's, or compute.
+
+    *events* are its SAM events (only ``HttpApi`` has a stand-in), *mappings* the
+    ``AWS::Lambda::EventSourceMapping`` properties of the queues it polls.
+    """
     kinds = {ev["Type"] for ev in events.values()}
-    if kinds - {"HttpApi", "SQS"}:
-        raise TemplateDrift(
-            f"{lid}: no local stand-in for event type(s) {sorted(kinds - {'HttpApi', 'SQS'})}"
-        )
-    if len(kinds) > 1:
-        raise TemplateDrift(f"{lid}: one trigger kind per function expected, found {sorted(kinds)}")
-    if kinds == {"HttpApi"}:
+    if kinds - {"HttpApi"}:
+        raise TemplateDrift(f"{lid}: no local stand-in for event type(s) {sorted(kinds - {'HttpApi'})}")
+    if kinds and mappings:
+        raise TemplateDrift(f"{lid}: one trigger kind per function expected (HTTP API and SQS)")
+    if kinds:
         return "api"
     roles = set()
-    for ev in events.values():
-        evp = ev.get("Properties", {})
-        role = queues.role(_ref_target(evp.get("Queue")) or "")
+    for props in mappings:
+        role = queues.role(_ref_target(props.get("EventSourceArn")) or "")
         if role is None:
-            raise TemplateDrift(f"{lid}: polls {evp.get('Queue')!r}, neither the ingest nor the sync queue")
-        if "ReportBatchItemFailures" not in (evp.get("FunctionResponseTypes") or []):
+            where = props.get("EventSourceArn")
+            raise TemplateDrift(f"{lid}: polls {where!r}, neither the ingest nor the sync queue")
+        if "ReportBatchItemFailures" not in (props.get("FunctionResponseTypes") or []):
             # the local dispatcher honours batchItemFailures; without it Lambda would not
-            raise TemplateDrift(
-                f"{lid}: its SQS event lacks FunctionResponseTypes: [ReportBatchItemFailures]"
-            )
+            raise TemplateDrift(f"{lid}: its SQS event source lacks ReportBatchItemFailures")
         roles.add(role)
     if len(roles) > 1:
         raise TemplateDrift(f"{lid}: polls both the ingest and the sync queue")
