@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     login_failures_per_minute: int = _env(
         "CAT_LOGIN_FAILURES", "failed logins tolerated per user and per address per minute", 10
     )
+    cors_origins: str = _env(
+        "CAT_CORS_ORIGINS",
+        "comma-separated web origins allowed to call the API from a browser (`*` = any; empty = no CORS)",
+        "",
+    )
 
     @field_validator("endpoint_url", mode="before")
     @classmethod
