@@ -92,6 +92,8 @@ def partial_batch(event: dict, outcome_of, context=None) -> dict:
     counted for what the DLQ alarm reports. A processor per call: the local stack runs
     handlers of several queues in threads at once.
     """
+    if not event.get("Records"):
+        return {"batchItemFailures": []}  # Powertools refuses an empty batch; Lambda never sends one
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
