@@ -52,6 +52,9 @@ spec = json.load(sys.stdin)
 t0 = time.perf_counter()
 module = __import__(spec["module"], fromlist=["handler"])
 imported = time.perf_counter() - t0
+# Lambda's init phase built the clients (and the API's app) at import, before any event
+from functions.handlers import common
+built_at_init = common._services is not None and getattr(module, "_handler", True) is not None
 
 class Context:
     function_name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
@@ -73,7 +76,8 @@ foreign = sorted(
     and not any(os.path.realpath(path).startswith(a) for a in allowed)
 )
 sys.stdout.write("\n@@SMOKE@@" + json.dumps(
-    {"import_s": imported, "invoke_s": took, "answers": answers, "foreign": foreign, "python": sys.version}
+    {"import_s": imported, "invoke_s": took, "answers": answers, "foreign": foreign, "python": sys.version,
+     "built_at_init": built_at_init}
 ))
 """
 
@@ -147,6 +151,8 @@ def run_handler(python: Path, artifact: Artifact, role: str, events: list, env: 
     if proc.returncode != 0 or "@@SMOKE@@" not in proc.stdout:
         raise SmokeFailure(f"{role} handler failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     report = json.loads(proc.stdout.rsplit("@@SMOKE@@", 1)[1])
+    if not report["built_at_init"]:
+        raise SmokeFailure(f"{role}: clients and app were not built at import (Lambda's init phase)")
     if report["foreign"]:
         raise SmokeFailure(f"{role}: modules loaded from outside the artifact: {report['foreign'][:10]}")
     return report
