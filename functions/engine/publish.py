@@ -292,7 +292,9 @@ class Publisher:
             Per item, in order: its :class:`PublishResult`, or the exception it raised
             (bad content: :class:`BadRequest`; anything else is worth a retry). Items whose
             head was committed get the exception of the catalog merge if that fails: a
-            retry re-publishes them as ``unchanged`` and repairs the catalog.
+            retry re-publishes them as ``unchanged`` and repairs the catalog (their change
+            events are then never sent; regions see the heads within their head TTL, as
+            after a crash between a single publish's head and catalog writes).
         """
         deferred: list[tuple[Head, ChangeEvent | None]] = []
         out: list[PublishResult | Exception] = []
