@@ -48,5 +48,5 @@ sam-build: $(SAM)
 sam-check: sam-validate sam-build
 
 # Needs `make sam-build` first (CI runs sam-check before it); the driver runs in .venv.
-sam-smoke:
+sam-smoke: $(STAMP)
 	cd "$(SAM_ROOT)" && "$(SAM_ROOT)/.venv/bin/python" -m infra.artifact_smoke --build-dir "$(SAM_ROOT)/.aws-sam/build"
