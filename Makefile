@@ -38,6 +38,7 @@ help:
 	@echo "make example           regenerate the tracked root-example/ (small datasets)"
 	@echo "make tomo              build $(TOMO_ROOT): root-example + the 64 MiB tomography stack"
 	@echo "make sam-check         cfn-lint, sam validate --lint and sam build (SAM CLI in .venv-sam)"
+	@echo "make sam-smoke         run each handler from the built artifact alone against moto (after sam-build)"
 
 # One shell for the whole recipe, so the lock (fd 9) is held from the first check to the stamp.
 # flock is util-linux's (always on Debian/Ubuntu); without it (macOS) the install runs unlocked.

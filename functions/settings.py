@@ -142,6 +142,11 @@ class Settings(BaseSettings):
         "seconds `cat-admin gc` never deletes an object after its last write (covers a publish in flight)",
         3600.0,
     )
+    cors_origins: str = _env(
+        "CAT_CORS_ORIGINS",
+        "comma-separated web origins allowed to call the API from a browser (`*` = any; empty = no CORS)",
+        "",
+    )
 
     @field_validator("endpoint_url", mode="before")
     @classmethod

@@ -1,53 +1,112 @@
-"""The local stand-in for Lambda's event source mappings: SQS queues drained into handler code.
+"""The local stand-in for Lambda's SQS event source mappings: queues drained into handler code.
 
-On AWS, Lambda polls each subscription itself; locally one thread per queue receives
-batches and hands them, as the ``Records`` of an SQS event, to the same ``process``
-functions the Lambda handlers call.
+On AWS, Lambda polls each queue itself and hands a batch to the function as an SQS event;
+locally one thread per queue receives batches and hands them, shaped as Lambda shapes
+them, to the same ``process`` functions the Lambda handlers call. As on AWS (with
+``ReportBatchItemFailures``), only the records a handler reports in ``batchItemFailures``
+stay in the queue, and come back after the visibility timeout; a handler that raises
+fails the whole batch. The queues' redrive policy (from template.yaml) parks a record
+that keeps failing in its dead-letter queue.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("cat-local")
 
-__all__ = ["drain", "start_dispatcher"]
+__all__ = ["drain", "lambda_records", "start_dispatcher"]
 
 Deliver = Callable[[dict], object]
 
+#: Seconds a received batch stays invisible locally. On AWS it is the queue's own timeout
+#: (6x the function's); locally a failed record comes back after this, not after 90 minutes.
+LOCAL_VISIBILITY_TIMEOUT = 20
 
-def drain(sqs, queue_url: str, deliver: Deliver) -> int:
-    """Deliver one batch (up to 10 messages) from *queue_url*, then delete it; returns its size.
 
-    A handler that raises is logged and the batch is still deleted: locally there is no
-    redrive queue, and a poison message would otherwise come back forever.
-    """
-    resp = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-    messages = resp.get("Messages", [])
-    if not messages:
-        return 0
-    records = [
+def lambda_records(messages: list[dict], queue_arn: str, region: str) -> list[dict]:
+    """SQS messages (``ReceiveMessage`` output) as the ``Records`` of a Lambda SQS event."""
+    return [
         {
-            "eventSource": "aws:sqs",
             "messageId": m["MessageId"],
             "receiptHandle": m["ReceiptHandle"],
             "body": m["Body"],
-            "attributes": {},
-            "messageAttributes": {},
+            "attributes": {
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": str(int(time.time() * 1000)),
+                "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+                "ApproximateFirstReceiveTimestamp": str(int(time.time() * 1000)),
+            }
+            | dict(m.get("Attributes") or {}),
+            "messageAttributes": m.get("MessageAttributes") or {},
+            "md5OfBody": m.get("MD5OfBody") or hashlib.md5(m["Body"].encode()).hexdigest(),  # noqa: S324
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": region,
         }
         for m in messages
     ]
-    try:
-        deliver({"Records": records})
-    except Exception:  # noqa: BLE001 - a handler bug must not stop the dispatcher; it is logged
-        log.exception("handler failed on a batch from %s", queue_url)
-    sqs.delete_message_batch(
+
+
+def _failed_ids(response: object) -> set[str]:
+    """Message ids a handler's partial batch response reports failed."""
+    if not isinstance(response, dict):
+        return set()
+    return {f.get("itemIdentifier") for f in response.get("batchItemFailures") or [] if isinstance(f, dict)}
+
+
+def drain(
+    sqs, queue_url: str, deliver: Deliver, *, visibility_timeout: int = LOCAL_VISIBILITY_TIMEOUT
+) -> int:
+    """Deliver one batch (up to 10 messages) from *queue_url*; returns its size.
+
+    The records the handler reports in ``batchItemFailures`` are left in the queue (as
+    Lambda leaves them); the others are deleted. A handler that raises leaves them all.
+    """
+    resp = sqs.receive_message(
         QueueUrl=queue_url,
-        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=0,
+        VisibilityTimeout=visibility_timeout,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
     )
+    messages = resp.get("Messages", [])
+    if not messages:
+        return 0
+    arn = _queue_arn(sqs, queue_url)
+    try:
+        failed = _failed_ids(deliver({"Records": lambda_records(messages, arn, _region(sqs))}))
+    except Exception:  # noqa: BLE001 - a handler bug must not stop the dispatcher; it is logged
+        log.exception("handler failed on a batch from %s: it will be delivered again", queue_url)
+        return len(messages)
+    if failed:
+        log.warning("%d of %d records from %s failed: delivered again", len(failed), len(messages), queue_url)
+    done = [m for m in messages if m["MessageId"] not in failed]
+    if done:
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+        )
     return len(messages)
+
+
+_ARNS: dict[str, str] = {}
+
+
+def _queue_arn(sqs, queue_url: str) -> str:
+    if queue_url not in _ARNS:
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
+        _ARNS[queue_url] = attrs["QueueArn"]
+    return _ARNS[queue_url]
+
+
+def _region(sqs) -> str:
+    return sqs.meta.region_name or "us-east-1"
 
 
 def _loop(sqs, queue_url: str, deliver: Deliver, stop: threading.Event, poll_interval: float) -> None:
@@ -78,7 +137,8 @@ def start_dispatcher(
     queue_url : str
         The queue to drain.
     deliver : callable
-        Called with an SQS event (``{"Records": [...]}``) per batch.
+        Called with a Lambda SQS event (``{"Records": [...]}``) per batch; returns the
+        partial batch response (``{"batchItemFailures": [{"itemIdentifier": id}, ...]}``).
     stop : threading.Event
         Set to end the loop.
     poll_interval : float

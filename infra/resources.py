@@ -61,10 +61,21 @@ def _queue_policy(queue_arn: str, source_arn: str, service: str) -> str:
     )
 
 
-def _ensure_queue(sqs, name: str, source_arn: str, service: str) -> tuple[str, str]:
+def _queue_arn(sqs, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def _ensure_queue(sqs, plan: LocalPlan, name: str, source_arn: str, service: str) -> tuple[str, str]:
+    """The event queue *name* with the policy letting *service* send, and its DLQ and redrive policy."""
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": _queue_policy(arn, source_arn, service)})
+    arn = _queue_arn(sqs, url)
+    attributes = {"Policy": _queue_policy(arn, source_arn, service)}
+    dead = plan.dead_letter_queues.get(name)
+    if dead:
+        dead_arn = _queue_arn(sqs, sqs.create_queue(QueueName=dead)["QueueUrl"])
+        redrive = {"deadLetterTargetArn": dead_arn, "maxReceiveCount": plan.max_receive_counts.get(name, 5)}
+        attributes["RedrivePolicy"] = json.dumps(redrive)
+    sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
     return url, arn
 
 
@@ -111,7 +122,8 @@ def create_local_resources(
     -------
     dict
         ``topic_arn``; ``queue_urls`` (queue name -> URL); ``sync_queue_urls`` (region label
-        -> URL); ``ingest_queue_url``; ``subscription_arns`` (region label -> ARN).
+        -> URL); ``ingest_queue_url``; ``subscription_arns`` (region label -> ARN);
+        ``dead_letter_queue_urls`` (event queue name -> its dead-letter queue's URL).
 
     """
     if s3 is None or sns is None or sqs is None:
@@ -132,7 +144,7 @@ def create_local_resources(
     sync_queue_urls: dict[str, str] = {}
     subscription_arns: dict[str, str] = {}
     for label, queue in plan.sync_queues.items():
-        url, arn = _ensure_queue(sqs, queue, topic_arn, "sns.amazonaws.com")
+        url, arn = _ensure_queue(sqs, plan, queue, topic_arn, "sns.amazonaws.com")
         queue_urls[queue] = sync_queue_urls[label] = url
         # Raw delivery off: the SQS body is the SNS envelope ({"Type": "Notification",
         # "Message": ..., "MessageAttributes": ...}), i.e. what Lambda's SNS record carries.
@@ -145,7 +157,7 @@ def create_local_resources(
         )["SubscriptionArn"]
 
     bucket_arn = f"arn:aws:s3:::{plan.ingest_bucket}"
-    ingest_url, ingest_arn = _ensure_queue(sqs, plan.ingest_queue, bucket_arn, "s3.amazonaws.com")
+    ingest_url, ingest_arn = _ensure_queue(sqs, plan, plan.ingest_queue, bucket_arn, "s3.amazonaws.com")
     queue_urls[plan.ingest_queue] = ingest_url
     queue_config: dict[str, Any] = {
         "Id": "ingest",
@@ -159,9 +171,13 @@ def create_local_resources(
     )
     _drop_s3_test_events(sqs, ingest_url)
 
+    dead_letter_urls = {
+        q: sqs.get_queue_url(QueueName=d)["QueueUrl"] for q, d in plan.dead_letter_queues.items()
+    }
     return {
         "topic_arn": topic_arn,
         "queue_urls": queue_urls,
+        "dead_letter_queue_urls": dead_letter_urls,
         "sync_queue_urls": sync_queue_urls,
         "ingest_queue_url": ingest_url,
         "subscription_arns": subscription_arns,

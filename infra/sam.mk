@@ -8,6 +8,8 @@
 #   make sam-validate   cfn-lint (from .venv) + sam validate --lint
 #   make sam-build      sam build (layer wheels for ARCH, project code, .pyc for the runtime)
 #   make sam-check      both
+#   make sam-smoke      run every handler from the built artifact alone (clean python3.12 venv,
+#                       layer + function code on PYTHONPATH) against moto; prints cold imports
 #
 # ARCH=arm64 builds for Graviton; deploy with the same --parameter-overrides Architecture=arm64.
 
@@ -25,7 +27,7 @@ ARCH ?= x86_64
 # A region is required by some SAM code paths even offline; any will do for build/validate.
 SAM_RUN = cd "$(SAM_ROOT)" && SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
 
-.PHONY: sam-env sam-validate sam-build sam-check
+.PHONY: sam-env sam-validate sam-build sam-check sam-smoke
 
 sam-env: $(SAM)
 
@@ -44,3 +46,7 @@ sam-build: $(SAM)
 	@du -sh "$(SAM_ROOT)/.aws-sam/build"/* | sed 's|$(SAM_ROOT)/||'
 
 sam-check: sam-validate sam-build
+
+# Needs `make sam-build` first (CI runs sam-check before it); the driver runs in .venv.
+sam-smoke: $(STAMP)
+	cd "$(SAM_ROOT)" && "$(SAM_ROOT)/.venv/bin/python" -m infra.artifact_smoke --build-dir "$(SAM_ROOT)/.aws-sam/build"

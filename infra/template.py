@@ -10,12 +10,17 @@ template.yaml                                  local stand-in
 ``OriginBucket`` / ``IngestBucket``            a bucket each
 ``CacheBucket`` (one per region)               one bucket per region label
 ``ChangeTopic``                                the same SNS topic
-``SNS`` event of ``SyncFunction``              one SQS queue per region, subscribed to the topic
-                                               (raw delivery off: the body is the SNS envelope,
-                                               as in a Lambda SNS record's ``Sns`` member)
-``S3`` event of ``IngestFunction``             an S3 -> SQS notification on the ingest bucket
+``SyncQueue`` + ``SyncSubscription``           one SQS queue per region, subscribed to the topic
+                                               (raw delivery off: the body is the SNS envelope)
+``IngestQueue`` + the ingest bucket's          the same queue and S3 -> SQS notification
+notification
+dead-letter queues and redrive policies        the same, per queue
+``SQS`` events (``ReportBatchItemFailures``)   :mod:`infra.dispatch`: one thread per queue hands
+                                               Lambda-shaped SQS batches to the handler code and
+                                               deletes only the records not reported failed
 ``ComputeFunction`` (invoked by the API)       called in-process; only its name is planned
 ``HttpApi`` -> ``ApiFunction``                 uvicorn serving the same FastAPI app
+queue policies, alarms, log groups, layer      nothing (moto enforces no policies; no CloudWatch)
 =============================================  ===============================================
 
 :func:`local_plan` walks the template (read by :mod:`infra.cfn`) and refuses
@@ -58,10 +63,15 @@ _NOT_NEEDED_LOCALLY = {
     "AWS::Serverless::HttpApi",
     "AWS::Logs::LogGroup",
     "AWS::SNS::TopicPolicy",
+    "AWS::SQS::QueuePolicy",  # the local stack writes the equivalent policy itself
+    "AWS::CloudWatch::Alarm",
 }
 _LOCAL_TYPES = (
     "AWS::S3::Bucket",
     "AWS::SNS::Topic",
+    "AWS::SNS::Subscription",
+    "AWS::SQS::Queue",
+    "AWS::Lambda::EventSourceMapping",
     "AWS::Serverless::Function",
     "AWS::Cognito::UserPool",
     "AWS::Cognito::UserPoolClient",
@@ -89,7 +99,11 @@ class LocalPlan:
     sync_queues : dict
         Region label -> SQS queue standing in for the SNS -> SyncFunction subscription.
     ingest_queue : str
-        SQS queue standing in for the S3 -> IngestFunction notification.
+        The ingest queue (the ingest bucket notifies it; the ingest handler drains it).
+    dead_letter_queues : dict
+        Queue name (ingest, and each region's sync queue) -> its dead-letter queue's name.
+    max_receive_counts : dict
+        Queue name -> deliveries before a record goes to the dead-letter queue.
     compute_function : str
         The compute function's name (locally its handler is called in-process).
     handlers : dict
@@ -122,6 +136,8 @@ class LocalPlan:
     bucket_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
     user_pool: dict[str, Any] = field(default_factory=dict)
     user_pool_client: dict[str, Any] = field(default_factory=dict)
+    dead_letter_queues: dict[str, str] = field(default_factory=dict)
+    max_receive_counts: dict[str, int] = field(default_factory=dict)
 
 
 def _local_name(prefix: str, name_expr: Any, fallback: str) -> str:
@@ -196,8 +212,16 @@ def local_plan(
     _refuse_unknown_types(resources)
     bucket_ids = _bucket_ids(resources)
     topic_id = _one([lid for lid, b in resources.items() if b["Type"] == "AWS::SNS::Topic"], "SNS topic")
-    fns = _functions(resources, tpl.get("Globals", {}).get("Function", {}), prefix, topic_id, bucket_ids)
+    queues = _queues(resources, topic_id, bucket_ids["ingest"], prefix)
+    fns = _functions(resources, tpl.get("Globals", {}).get("Function", {}), prefix, queues)
     names = _bucket_names(resources, bucket_ids, prefix, regions)
+    sync_queues = {label: f"{queues.names[queues.sync_id]}-{label}" for label in regions}
+    ingest_queue = queues.names[queues.ingest_id]
+    sync_dlq = queues.dlq_names[queues.sync_id]
+    dead_letters = {ingest_queue: queues.dlq_names[queues.ingest_id]}
+    dead_letters |= {q: f"{sync_dlq}-{label}" for label, q in sync_queues.items()}
+    receives = {ingest_queue: queues.max_receive[queues.ingest_id]}
+    receives |= {q: queues.max_receive[queues.sync_id] for q in sync_queues.values()}
     return LocalPlan(
         origin_bucket=names["origin"][0],
         ingest_bucket=names["ingest"][0],
@@ -205,15 +229,17 @@ def local_plan(
             prefix, resources[topic_id].get("Properties", {}).get("TopicName"), f"{prefix}-changes"
         ),
         cache_buckets=dict(zip(regions, names["cache"], strict=True)),
-        sync_queues={label: f"{fns.names[fns.sync_id]}-{label}" for label in regions},
-        ingest_queue=f"{fns.names[fns.ingest_id]}-events",
+        sync_queues=sync_queues,
+        ingest_queue=ingest_queue,
         compute_function=fns.names[fns.role_ids["compute"]],
         handlers=fns.handlers,
-        ingest_events=fns.ingest_events,
-        ingest_filter=_s3_filter_to_api(fns.ingest_event.get("Filter")),
+        ingest_events=queues.ingest_events,
+        ingest_filter=_s3_filter_to_api(queues.ingest_notification.get("Filter")),
         bucket_properties=_bucket_properties(resources, bucket_ids, names),
         user_pool=_properties_of(resources, "AWS::Cognito::UserPool", _POOL_PROPERTIES),
         user_pool_client=_properties_of(resources, "AWS::Cognito::UserPoolClient", _CLIENT_PROPERTIES),
+        dead_letter_queues=dead_letters,
+        max_receive_counts=receives,
     )
 
 
@@ -280,7 +306,64 @@ def _bucket_properties(
     return out
 
 
-_TRIGGER_ROLES = {"HttpApi": "api", "SNS": "sync", "S3": "ingest"}
+@dataclass
+class _Queues:
+    """The template's event queues: which feeds which, their names and dead-letter queues."""
+
+    names: dict[str, str] = field(default_factory=dict)  # logical id -> local queue name
+    dlq_names: dict[str, str] = field(default_factory=dict)  # event queue id -> its DLQ's local name
+    max_receive: dict[str, int] = field(default_factory=dict)  # event queue id -> maxReceiveCount
+    ingest_id: str = ""  # the queue the ingest bucket notifies
+    sync_id: str = ""  # the queue subscribed to the change topic
+    ingest_notification: dict[str, Any] = field(default_factory=dict)  # its QueueConfiguration
+
+    @property
+    def ingest_events(self) -> tuple[str, ...]:
+        return (self.ingest_notification["Event"],)
+
+    def role(self, queue_id: str) -> str | None:
+        return {self.ingest_id: "ingest", self.sync_id: "sync"}.get(queue_id)
+
+
+def _queues(resources: Mapping[str, Any], topic_id: str, ingest_id: str, prefix: str) -> _Queues:
+    """Find the ingest queue (bucket notification), the sync queue (topic subscription) and their DLQs."""
+    queues = _Queues()
+    ids = [lid for lid, b in resources.items() if b["Type"] == "AWS::SQS::Queue"]
+    for lid in ids:
+        props = resources[lid].get("Properties", {})
+        queues.names[lid] = _local_name(prefix, props.get("QueueName"), f"{prefix}-{lid.lower()}")
+    configs = resources[ingest_id].get("Properties", {}).get("NotificationConfiguration", {})
+    if set(configs) - {"QueueConfigurations"}:
+        raise TemplateDrift(
+            f"the ingest bucket notifies {sorted(configs)}: the local stack stands in for queues"
+        )
+    notified = configs.get("QueueConfigurations", [])
+    if len(notified) != 1:
+        raise TemplateDrift(
+            f"expected exactly one queue notified by the ingest bucket, found {len(notified)}"
+        )
+    queues.ingest_notification = notified[0]
+    queues.ingest_id = _ref_target(notified[0].get("Queue")) or ""
+    subs = [b.get("Properties", {}) for b in resources.values() if b["Type"] == "AWS::SNS::Subscription"]
+    if len(subs) != 1 or subs[0].get("Protocol") != "sqs" or _ref_target(subs[0].get("TopicArn")) != topic_id:
+        raise TemplateDrift("expected exactly one SQS subscription to the change topic")
+    queues.sync_id = _ref_target(subs[0].get("Endpoint")) or ""
+    for qid in (queues.ingest_id, queues.sync_id):
+        if qid not in queues.names:
+            raise TemplateDrift(f"{qid or 'an event source'} is not an SQS queue of the template")
+        redrive = resources[qid].get("Properties", {}).get("RedrivePolicy") or {}
+        dlq = _ref_target(redrive.get("deadLetterTargetArn"))
+        if dlq not in queues.names:
+            raise TemplateDrift(f"{qid} has no dead-letter queue of the template (RedrivePolicy)")
+        queues.dlq_names[qid] = queues.names[dlq]
+        queues.max_receive[qid] = int(redrive.get("maxReceiveCount", 5))
+    known = {queues.ingest_id, queues.sync_id} | {
+        _ref_target(resources[q]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+        for q in (queues.ingest_id, queues.sync_id)
+    }
+    if set(ids) - known:
+        raise TemplateDrift(f"no local stand-in for queue(s) {sorted(set(ids) - known)}")
+    return queues
 
 
 @dataclass
@@ -290,73 +373,65 @@ class _Functions:
     names: dict[str, str] = field(default_factory=dict)  # logical id -> local function name
     handlers: dict[str, str] = field(default_factory=dict)  # role -> handler path
     role_ids: dict[str, str] = field(default_factory=dict)  # role -> logical id
-    sns_subscribers: list[str] = field(default_factory=list)
-    s3_notified: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    sync_id: str = ""  # the one function subscribed to the change topic
-
-    @property
-    def ingest_id(self) -> str:
-        return self.s3_notified[0][0]
-
-    @property
-    def ingest_event(self) -> dict[str, Any]:
-        return self.s3_notified[0][1]
-
-    @property
-    def ingest_events(self) -> tuple[str, ...]:
-        events = self.ingest_event.get("Events")
-        return (events,) if isinstance(events, str) else tuple(events)
 
 
 def _functions(
-    resources: Mapping[str, Any],
-    fn_globals: Mapping[str, Any],
-    prefix: str,
-    topic_id: str,
-    bucket_ids: Mapping[str, str],
+    resources: Mapping[str, Any], fn_globals: Mapping[str, Any], prefix: str, queues: _Queues
 ) -> _Functions:
     """Every function's local name, role and handler; the role of each follows from its trigger."""
     fns = _Functions()
+    polled: dict[str, list[dict[str, Any]]] = {}  # function id -> its event source mappings
+    for body in resources.values():
+        if body["Type"] == "AWS::Lambda::EventSourceMapping":
+            props = body.get("Properties", {})
+            polled.setdefault(_ref_target(props.get("FunctionName")) or "", []).append(props)
     for lid, body in resources.items():
         if body["Type"] != "AWS::Serverless::Function":
             continue
         props = body.get("Properties", {})
         short = lid.removesuffix("Function").lower()
         fns.names[lid] = _local_name(prefix, props.get("FunctionName"), f"{prefix}-{short}")
-        role = _function_role(lid, props.get("Events") or {}, topic_id, bucket_ids["ingest"], fns)
+        role = _function_role(lid, props.get("Events") or {}, polled.pop(lid, []), queues)
         if role in fns.handlers:
             raise TemplateDrift(f"{lid}: a second {role} function; the local stack runs one of each")
         fns.handlers[role] = props.get("Handler") or fn_globals.get("Handler", "")
         fns.role_ids[role] = lid
+    if polled:
+        raise TemplateDrift(f"event source mappings of no function of the template: {sorted(polled)}")
     missing = [r for r in ("api", "ingest", "sync", "compute") if r not in fns.handlers]
     if missing:
         raise TemplateDrift(f"template.yaml lacks the {missing} function(s) the local stack runs")
-    fns.sync_id = _one(fns.sns_subscribers, "function subscribed to the change topic")
     return fns
 
 
 def _function_role(
-    lid: str, events: Mapping[str, Any], topic_id: str, ingest_id: str, fns: _Functions
+    lid: str, events: Mapping[str, Any], mappings: list[dict[str, Any]], queues: _Queues
 ) -> str:
-    """The role a function's trigger gives it; records its SNS subscription or S3 notification."""
+    """The role a function's trigger gives it: the API's, the ingest or sync queue's, or compute.
+
+    *events* are its SAM events (only ``HttpApi`` has a stand-in), *mappings* the
+    ``AWS::Lambda::EventSourceMapping`` properties of the queues it polls.
+    """
     kinds = {ev["Type"] for ev in events.values()}
-    if kinds - set(_TRIGGER_ROLES):
-        raise TemplateDrift(
-            f"{lid}: no local stand-in for event type(s) {sorted(kinds - set(_TRIGGER_ROLES))}"
-        )
-    if len(kinds) > 1:
-        raise TemplateDrift(f"{lid}: one trigger kind per function expected, found {sorted(kinds)}")
-    for ev in events.values():
-        evp = ev.get("Properties", {})
-        if ev["Type"] == "SNS":
-            if _ref_target(evp.get("Topic")) != topic_id:
-                raise TemplateDrift(f"{lid}: subscribes to {evp.get('Topic')!r}, not to {topic_id}")
-            fns.sns_subscribers.append(lid)
-        elif ev["Type"] == "S3":
-            if _ref_target(evp.get("Bucket")) != ingest_id:
-                raise TemplateDrift(f"{lid}: notified by {evp.get('Bucket')!r}, not by the ingest bucket")
-            fns.s3_notified.append((lid, evp))
-    return _TRIGGER_ROLES[kinds.pop()] if kinds else "compute"
+    if kinds - {"HttpApi"}:
+        raise TemplateDrift(f"{lid}: no local stand-in for event type(s) {sorted(kinds - {'HttpApi'})}")
+    if kinds and mappings:
+        raise TemplateDrift(f"{lid}: one trigger kind per function expected (HTTP API and SQS)")
+    if kinds:
+        return "api"
+    roles = set()
+    for props in mappings:
+        role = queues.role(_ref_target(props.get("EventSourceArn")) or "")
+        if role is None:
+            where = props.get("EventSourceArn")
+            raise TemplateDrift(f"{lid}: polls {where!r}, neither the ingest nor the sync queue")
+        if "ReportBatchItemFailures" not in (props.get("FunctionResponseTypes") or []):
+            # the local dispatcher honours batchItemFailures; without it Lambda would not
+            raise TemplateDrift(f"{lid}: its SQS event source lacks ReportBatchItemFailures")
+        roles.add(role)
+    if len(roles) > 1:
+        raise TemplateDrift(f"{lid}: polls both the ingest and the sync queue")
+    return roles.pop() if roles else "compute"
 
 
 def _properties_of(resources: Mapping[str, Any], kind: str, names: tuple[str, ...]) -> dict[str, Any]:

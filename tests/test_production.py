@@ -97,3 +97,20 @@ def test_a_subscriber_region_write_emits_to_the_origin_topic(two_regions):
     # and the region reads the origin bucket in the origin's region
     assert services.region.origin._s3.meta.region_name == "us-east-1"
     assert services.region.dataset("sub", "x.b2nd").version == 1
+
+
+def test_a_failed_change_event_is_logged_counted_and_the_write_kept(two_regions, caplog, monkeypatch):
+    """A publish the topic refuses: the version is committed, the failure logged and a metric emitted."""
+    from functions.handlers import common
+
+    gone = "arn:aws:sns:us-east-1:123456789012:no-such-topic"
+    services = build_services(Settings(origin_bucket="origin-east", cache_bucket="cache-west", topic_arn=gone))
+    result = services.publisher.publish("sub", "y.b2nd", load_object(blosc2.asarray(np.arange(5))))
+    assert result.status == "published" and services.publisher.event_failures == 1
+    assert "could not emit change event for sub/y.b2nd v1" in caplog.text
+    assert services.region.dataset("sub", "y.b2nd").version == 1  # committed; TTL heals the region
+    monkeypatch.setattr(common, "_services", services)
+    common.metrics.clear_metrics()
+    common.report_event_failures(0)
+    assert common.metrics.metric_set["EventPublishFailures"]["Value"] == [1.0]
+    common.metrics.clear_metrics()

@@ -266,3 +266,72 @@ def test_ingest_checks_size_before_reading_and_streams_big_drops(monkeypatch):
     assert len(got) == 4
     manifest = region.dataset("big", "notes.txt")
     assert manifest.geometry.nbytes == len(b"hello " * 50_000)
+
+
+class _OrderedStore(MemoryStore):
+    """MemoryStore that logs every write, and can fail the catalog's."""
+
+    def __init__(self, name, log):
+        super().__init__(name)
+        self.log, self.fail_catalog = log, False
+
+    def put(self, key, data, **kwargs):
+        if key.startswith("r/") and self.fail_catalog:
+            from functions.engine.errors import StoreUnavailable
+
+            raise StoreUnavailable("injected")
+        self.log.append(("put", key))
+        return super().put(key, data, **kwargs)
+
+
+class _LoggingSink:
+    def __init__(self, log):
+        self.log = log
+
+    def emit(self, event):
+        self.log.append(("event", f"{event.root}/{event.path}"))
+
+
+def test_publish_batch_merges_the_catalog_once_then_emits():
+    from functions.engine.content import NotBlosc2, load_bytes
+
+    log: list = []
+    store = _OrderedStore("origin", log)
+    pub = Publisher(store, _LoggingSink(log))
+
+    def bad():
+        raise NotBlosc2("x.b2nd is not a valid Blosc2 frame")
+
+    items = [(f"d{i}.txt", lambda i=i: load_bytes(f"d{i}.txt", b"%d" % i)) for i in range(5)]
+    items.insert(2, ("x.b2nd", bad))
+    results = pub.publish_batch("bulk", items)
+    assert isinstance(results[2], NotBlosc2)
+    assert [r.status for i, r in enumerate(results) if i != 2] == ["published"] * 5
+    catalog_puts = [i for i, (kind, key) in enumerate(log) if key == "r/bulk.json"]
+    events = [i for i, (kind, _) in enumerate(log) if kind == "event"]
+    assert len(catalog_puts) == 1 and len(events) == 5 and catalog_puts[0] < min(events)
+    catalog, _ = pub.read_catalog("bulk")
+    assert sorted(catalog.datasets) == [f"d{i}.txt" for i in range(5)] and catalog.version == 1
+    # again: unchanged, nothing written, no events
+    log.clear()
+    assert {r.status for r in pub.publish_batch("bulk", items[:2])} == {"unchanged"}
+    assert not log
+
+
+def test_publish_batch_reports_a_failed_catalog_merge_and_a_retry_repairs_it():
+    from functions.engine.content import load_bytes
+    from functions.engine.errors import StoreUnavailable
+
+    log: list = []
+    store = _OrderedStore("origin", log)
+    pub = Publisher(store, _LoggingSink(log))
+    items = [(f"d{i}.txt", lambda i=i: load_bytes(f"d{i}.txt", b"v%d" % i)) for i in range(3)]
+    store.fail_catalog = True
+    results = pub.publish_batch("bulk", items)
+    assert all(isinstance(r, StoreUnavailable) for r in results)  # heads committed, catalog not: retry
+    assert not [k for k, _ in log if k == "event"]  # nothing announced that a listing would miss
+    store.fail_catalog = False
+    again = pub.publish_batch("bulk", items)
+    assert [r.status for r in again] == ["unchanged"] * 3
+    catalog, _ = pub.read_catalog("bulk")
+    assert sorted(catalog.datasets) == ["d0.txt", "d1.txt", "d2.txt"]

@@ -52,8 +52,15 @@ SUB_PARAMS = {
     "UserPoolClientId": "abcdef0123456789",
 }
 # What only the API function reads: users (Cognito) and upload limits
-API_ENV = {"CAT_COMPUTE_FUNCTION", "CAT_USER_POOL_ID", "CAT_USER_POOL_CLIENT_ID", "CAT_PAYLOAD_LIMIT",
-           "CAT_MAX_UPLOAD", "CAT_USER_QUOTA"}
+API_ENV = {
+    "CAT_COMPUTE_FUNCTION",
+    "CAT_USER_POOL_ID",
+    "CAT_USER_POOL_CLIENT_ID",
+    "CAT_PAYLOAD_LIMIT",
+    "CAT_MAX_UPLOAD",
+    "CAT_USER_QUOTA",
+    "CAT_CORS_ORIGINS",
+}
 FUNCTIONS = ("ApiFunction", "IngestFunction", "SyncFunction", "ComputeFunction")
 # Every variable the template sets must be one functions/settings.py reads (or Powertools').
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED"}
@@ -129,6 +136,8 @@ class Renderer:
             return f"arn:aws:sns:{REGION}:{ACCOUNT}:{self(props['TopicName'])}"
         if body["Type"] == "AWS::Lambda::Function" and "FunctionName" in props:
             return self(props["FunctionName"])
+        if body["Type"] == "AWS::SQS::Queue":
+            return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{self(props['QueueName'])}"
         return f"<{name}>"
 
     def getatt(self, name: str, attr: str) -> str:
@@ -137,6 +146,9 @@ class Renderer:
             return f"arn:aws:s3:::{self.ref(name)}"
         if body["Type"] == "AWS::Lambda::Function" and attr == "Arn":
             return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.ref(name)}"
+        if body["Type"] == "AWS::SQS::Queue" and attr in ("Arn", "QueueName"):
+            name = self(body["Properties"]["QueueName"])
+            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}" if attr == "Arn" else name
         return f"<{name}.{attr}>"
 
     def __call__(self, expr):
@@ -198,7 +210,7 @@ def _grants(cfn: dict, fn: str, params: dict[str, str]) -> set[tuple[str, str]]:
 
 
 def _expected_grants(
-    origin: str, cache: str, ingest: str, topic: str, compute_arn: str, staging: str
+    origin: str, cache: str, ingest: str, topic: str, compute_arn: str, staging: str, queues: dict
 ) -> dict:
     """What each handler's code calls, as IAM (action, resource) pairs.
 
@@ -207,7 +219,9 @@ def _expected_grants(
     - S3Store.list, and telling a missing key (404) from a forbidden one (403) -> s3:ListBucket;
     - SnsSink (change events) -> sns:Publish; the API's compute call -> lambda:InvokeFunction;
     - large uploads staged under _staging/ of *staging* (ingest bucket, or cache for subscribers):
-      presigned PUT, then read and delete at commit.
+      presigned PUT, then read and delete at commit;
+    - Lambda's poller of an SQS event source, on the function's own queue (*queues*: function ->
+      queue ARN): ReceiveMessage, DeleteMessage, GetQueueAttributes.
     """
     o, c, i = (f"arn:aws:s3:::{b}" for b in (origin, cache, ingest))
     read_origin = {("s3:GetObject", f"{o}/*"), ("s3:ListBucket", o)}
@@ -216,6 +230,10 @@ def _expected_grants(
     st = f"arn:aws:s3:::{staging}"
     stage = {(a, f"{st}/_staging/*") for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")}
     stage.add(("s3:ListBucket", st))
+    poll = {
+        fn: {(a, arn) for a in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")}
+        for fn, arn in queues.items()
+    }
     return {
         "ApiFunction": read_origin
         | publish
@@ -225,8 +243,9 @@ def _expected_grants(
         "IngestFunction": {("s3:GetObject", f"{i}/*"), ("s3:ListBucket", i)}
         | read_origin
         | publish
-        | {("sns:Publish", topic)},
-        "SyncFunction": read_origin | cache_rw,
+        | {("sns:Publish", topic)}
+        | poll.get("IngestFunction", set()),
+        "SyncFunction": read_origin | cache_rw | poll["SyncFunction"],
         "ComputeFunction": read_origin | cache_rw,
     }
 
@@ -277,6 +296,14 @@ def _cycle(cfn: dict) -> list[str] | None:
         if lid not in state and (cyc := visit(lid, [])):
             return cyc
     return None
+
+
+def _polled(cfn: dict) -> dict[str, str]:
+    """Function id -> the queue id its SQS event source mapping polls."""
+    return {
+        m["Properties"]["FunctionName"]["Ref"]: m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+        for m in _of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    }
 
 
 def _env(cfn: dict, fn: str) -> dict:
@@ -331,28 +358,30 @@ def test_http_api_routes_to_api_function_only(origin):
     assert url == "https://<HttpApi>.execute-api.us-east-1.amazonaws.com/"  # $default: no stage path
 
 
-def test_ingest_bucket_notifies_ingest_function(origin):
+def test_ingest_bucket_notifies_the_ingest_queue(origin):
     bucket = origin["Resources"]["IngestBucket"]
     assert bucket["Properties"]["NotificationConfiguration"] == {
-        "LambdaConfigurations": [
-            {"Function": {"Fn::GetAtt": ["IngestFunction", "Arn"]}, "Event": "s3:ObjectCreated:*"}
+        "QueueConfigurations": [
+            {"Queue": {"Fn::GetAtt": ["IngestQueue", "Arn"]}, "Event": "s3:ObjectCreated:*"}
         ]
     }
-    perms = {
-        lid: p["Properties"]
-        for lid, p in _of_type(origin, "AWS::Lambda::Permission").items()
-        if p["Properties"]["Principal"] == "s3.amazonaws.com"
-    }
-    assert len(perms) == 1
-    ((perm_id, perm),) = perms.items()
-    assert perm["FunctionName"] == {"Ref": "IngestFunction"}
-    assert perm["Action"] == "lambda:InvokeFunction"
-    assert perm["SourceAccount"] == {"Ref": "AWS::AccountId"}
-    # S3 checks the permission when the notification is put: the bucket must come after it.
-    tags = {t["Key"]: t["Value"] for t in bucket["Properties"].get("Tags", [])}
-    depends = bucket.get("DependsOn", [])
-    assert perm_id in depends or tags.get(f"sam:ConditionalDependsOn:{perm_id}") == {"Ref": perm_id}
-    # No other bucket notifies anything.
+    # S3 checks it may send when the notification is put: the bucket comes after the policy.
+    assert "IngestQueuePolicy" in bucket.get("DependsOn", [])
+    policy = origin["Resources"]["IngestQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": "IngestQueue"}]
+    (st,) = policy["PolicyDocument"]["Statement"]
+    render = Renderer(origin, {})
+    assert st["Principal"] == {"Service": "s3.amazonaws.com"} and st["Action"] == "sqs:SendMessage"
+    assert (
+        render(st["Condition"]["ArnEquals"]["aws:SourceArn"])
+        == f"arn:aws:s3:::{render({'Ref': 'IngestBucket'})}"
+    )
+    # Nothing invokes a function asynchronously any more (events would be lost after 2 retries).
+    assert not [
+        p
+        for p in _of_type(origin, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] != "apigateway.amazonaws.com"
+    ]
     others = [lid for lid, b in _of_type(origin, "AWS::S3::Bucket").items() if lid != "IngestBucket"]
     assert not [
         lid for lid in others if "NotificationConfiguration" in origin["Resources"][lid]["Properties"]
@@ -360,31 +389,62 @@ def test_ingest_bucket_notifies_ingest_function(origin):
 
 
 @pytest.mark.parametrize("which", ["origin", "subscriber"])
+def test_every_event_source_is_a_queue_with_a_dlq_and_partial_batch_failures(which, request):
+    """No event lost: each SQS event source drains a queue whose redrive policy ends in a DLQ."""
+    cfn = request.getfixturevalue(which)
+    res = cfn["Resources"]
+    mappings = _of_type(cfn, "AWS::Lambda::EventSourceMapping")
+    expected = {"SyncFunction": "SyncQueue"} | (
+        {"IngestFunction": "IngestQueue"} if which == "origin" else {}
+    )
+    assert _polled(cfn) == expected
+    for mapping in mappings.values():
+        props = mapping["Properties"]
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        fn, queue_id = props["FunctionName"]["Ref"], props["EventSourceArn"]["Fn::GetAtt"][0]
+        queue = res[queue_id]["Properties"]
+        redrive = queue["RedrivePolicy"]
+        dlq_id = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert res[dlq_id]["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" not in res[dlq_id]["Properties"]
+        assert 1 < redrive["maxReceiveCount"] <= 10
+        # 6x the function's timeout (AWS's advice), so a record in work is never handed out twice
+        assert queue["VisibilityTimeout"] >= 6 * res[fn]["Properties"]["Timeout"], queue_id
+        # a DLQ keeps what it gets for the longest SQS allows, longer than the queue itself
+        assert res[dlq_id]["Properties"]["MessageRetentionPeriod"] == 1209600
+        assert queue.get("SqsManagedSseEnabled") and res[dlq_id]["Properties"].get("SqsManagedSseEnabled")
+        alarms = [
+            a["Properties"]
+            for a in _of_type(cfn, "AWS::CloudWatch::Alarm").values()
+            if {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}
+            in a["Properties"].get("Dimensions", [])
+        ]
+        assert len(alarms) == 1 and alarms[0]["MetricName"] == "ApproximateNumberOfMessagesVisible", dlq_id
+        assert alarms[0]["Threshold"] == 0 and alarms[0]["ComparisonOperator"] == "GreaterThanThreshold"
+    # Event sources are explicit mappings: a SAM SQS event would attach the managed policy
+    # AWSLambdaSQSQueueExecutionRole (polling on every queue), SNS/S3 events are asynchronous.
+    sam = load_template(TEMPLATE)["Resources"]
+    kinds = {ev["Type"] for lid in FUNCTIONS for ev in (sam[lid]["Properties"].get("Events") or {}).values()}
+    assert kinds == {"HttpApi"}
+
+
+@pytest.mark.parametrize("which", ["origin", "subscriber"])
 def test_no_circular_dependency(which, request):
     assert _cycle(request.getfixturevalue(which)) is None
 
 
-def test_topic_feeds_sync_function(origin):
+def test_topic_feeds_the_sync_queue(origin):
     subs = _of_type(origin, "AWS::SNS::Subscription")
     assert len(subs) == 1
     (sub,) = (s["Properties"] for s in subs.values())
-    assert sub["Protocol"] == "lambda"
-    assert sub["Endpoint"] == {"Fn::GetAtt": ["SyncFunction", "Arn"]}
+    assert sub["Protocol"] == "sqs"
+    assert sub["Endpoint"] == {"Fn::GetAtt": ["SyncQueue", "Arn"]}
     assert sub["TopicArn"] == {"Ref": "ChangeTopic"}
+    assert sub["RawMessageDelivery"] is False  # the handler unwraps the SNS envelope
     assert Renderer(origin, {})(sub["Region"]) == REGION
-    perms = [
-        p["Properties"]
-        for p in _of_type(origin, "AWS::Lambda::Permission").values()
-        if p["Properties"]["Principal"] == "sns.amazonaws.com"
-    ]
-    assert perms == [
-        {
-            "Action": "lambda:InvokeFunction",
-            "FunctionName": {"Ref": "SyncFunction"},
-            "Principal": "sns.amazonaws.com",
-            "SourceArn": {"Ref": "ChangeTopic"},
-        }
-    ]
+    policy = origin["Resources"]["SyncQueuePolicy"]["Properties"]
+    (st,) = policy["PolicyDocument"]["Statement"]
+    assert st["Principal"] == {"Service": "sns.amazonaws.com"} and st["Action"] == "sqs:SendMessage"
+    assert st["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Ref": "ChangeTopic"}
 
 
 def test_topic_policy_is_account_only(origin):
@@ -495,6 +555,7 @@ def test_origin_policies_are_exact(origin, fn):
         render({"Ref": "ChangeTopic"}),
         render({"Fn::GetAtt": ["ComputeFunction", "Arn"]}),
         bucket["IngestBucket"],
+        {f: render({"Fn::GetAtt": [q, "Arn"]}) for f, q in _polled(origin).items()},
     )
     assert _grants(origin, fn, {}) == expected[fn]
 
@@ -509,6 +570,7 @@ def test_subscriber_policies_are_exact(subscriber, fn):
         SUB_PARAMS["OriginTopicArn"],
         render({"Fn::GetAtt": ["ComputeFunction", "Arn"]}),
         render({"Ref": "CacheBucket"}),
+        {f: render({"Fn::GetAtt": [q, "Arn"]}) for f, q in _polled(subscriber).items()},
     )
     assert _grants(subscriber, fn, SUB_PARAMS) == expected[fn]
 
@@ -539,7 +601,6 @@ _BOTO_TO_IAM = {
     "list_objects_v2": "s3:ListBucket",
     "list_objects": "s3:ListBucket",
     "publish": "sns:Publish",
-    "publish_batch": "sns:Publish",
     "invoke": "lambda:InvokeFunction",
 }
 # Operations the code can do but no Lambda path does, with the reason.
@@ -576,6 +637,12 @@ def test_subscriber_follows_the_origin(subscriber):
         "IngestFunction",
         "IngestFunctionRole",
         "IngestLogGroup",
+        "IngestQueue",
+        "IngestDeadLetterQueue",
+        "IngestQueuePolicy",
+        "IngestEvents",
+        "IngestDeadLetterAlarm",
+        "IngestThrottleAlarm",
     }
     assert not gone & set(res)
     assert set(_of_type(subscriber, "AWS::S3::Bucket")) == {"CacheBucket"}
@@ -584,21 +651,24 @@ def test_subscriber_follows_the_origin(subscriber):
     render = Renderer(subscriber, SUB_PARAMS)
     (sub,) = (s["Properties"] for s in _of_type(subscriber, "AWS::SNS::Subscription").values())
     assert sub["TopicArn"] == {"Ref": "OriginTopicArn"}
-    assert sub["Endpoint"] == {"Fn::GetAtt": ["SyncFunction", "Arn"]}
+    assert sub["Endpoint"] == {"Fn::GetAtt": ["SyncQueue", "Arn"]}  # the queue is in this region
     assert render(sub["Region"]) == "eu-west-1"  # created in the topic's region
-    (perm,) = (
-        p["Properties"]
-        for p in _of_type(subscriber, "AWS::Lambda::Permission").values()
-        if p["Properties"]["Principal"] == "sns.amazonaws.com"
-    )
-    assert render(perm["SourceArn"]) == SUB_PARAMS["OriginTopicArn"]
+    (st,) = res["SyncQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert render(st["Condition"]["ArnEquals"]["aws:SourceArn"]) == SUB_PARAMS["OriginTopicArn"]
     for fn in ("ApiFunction", "SyncFunction", "ComputeFunction"):
         env = render(_env(subscriber, fn))
         assert env["CAT_ORIGIN_BUCKET"] == SUB_PARAMS["OriginBucketName"]
         assert env["CAT_TOPIC_ARN"] == SUB_PARAMS["OriginTopicArn"]
         assert env["CAT_INGEST_BUCKET"] == ""
     outputs = subscriber["Outputs"]
-    assert set(outputs) == {"ApiUrl", "OriginBucketName", "CacheBucketName", "FollowedTopicArn", "Role"}
+    assert set(outputs) == {
+        "ApiUrl",
+        "OriginBucketName",
+        "CacheBucketName",
+        "FollowedTopicArn",
+        "SyncDeadLetterQueueUrl",
+        "Role",
+    }
     assert render(outputs["OriginBucketName"]["Value"]) == SUB_PARAMS["OriginBucketName"]
     assert render(outputs["Role"]["Value"]) == "subscriber"
 
@@ -612,6 +682,8 @@ def test_origin_outputs(origin):
         "ChangeTopicArn",
         "UserPoolId",
         "UserPoolClientId",
+        "IngestDeadLetterQueueUrl",
+        "SyncDeadLetterQueueUrl",
         "Role",
     }
 
@@ -762,22 +834,35 @@ def test_local_plan_matches_the_translated_template(origin):
         assert plan.bucket_properties[name] == {
             k: props[k] for k in ("BucketEncryption", "PublicAccessBlockConfiguration", "OwnershipControls")
         }
-    # Topic and its one subscriber (-> one queue per region, delivering to the sync handler).
+    # Topic and its one subscriber, a queue (-> one queue per region, delivering to the sync handler).
     assert len(_of_type(origin, "AWS::SNS::Topic")) == 1
     (sub,) = (s["Properties"] for s in _of_type(origin, "AWS::SNS::Subscription").values())
+    sync_queue = sub["Endpoint"]["Fn::GetAtt"][0]
     assert set(plan.sync_queues) == {"r1", "r2", "r3"}
-    assert plan.handlers["sync"] == fns[sub["Endpoint"]["Fn::GetAtt"][0]]["Properties"]["Handler"]
+    polled = {q: fn for fn, q in _polled(origin).items()}
+    render = Renderer(origin, {})
+    assert plan.handlers["sync"] == fns[polled[sync_queue]]["Properties"]["Handler"]
     # The one bucket notification (-> the ingest queue, delivering to the ingest handler).
     notifications = [
         (lid, cfg)
         for lid, b in _of_type(origin, "AWS::S3::Bucket").items()
-        for cfg in b["Properties"].get("NotificationConfiguration", {}).get("LambdaConfigurations", [])
+        for cfg in b["Properties"].get("NotificationConfiguration", {}).get("QueueConfigurations", [])
     ]
     assert len(notifications) == 1
     ((bucket_id, cfg),) = notifications
     assert bucket_id == "IngestBucket"
     assert plan.ingest_events == (cfg["Event"],)
-    assert plan.handlers["ingest"] == fns[cfg["Function"]["Fn::GetAtt"][0]]["Properties"]["Handler"]
+    ingest_queue = cfg["Queue"]["Fn::GetAtt"][0]
+    assert plan.handlers["ingest"] == fns[polled[ingest_queue]]["Properties"]["Handler"]
+    # Each queue's DLQ and redrive count (stack name -> local prefix).
+    for queue_id, local in [
+        (ingest_queue, plan.ingest_queue),
+        *((sync_queue, q) for q in plan.sync_queues.values()),
+    ]:
+        redrive = res[queue_id]["Properties"]["RedrivePolicy"]
+        dlq = render({"Fn::GetAtt": [redrive["deadLetterTargetArn"]["Fn::GetAtt"][0], "QueueName"]})
+        assert plan.dead_letter_queues[local].startswith(dlq.replace(STACK, "cat-local")), local
+        assert plan.max_receive_counts[local] == redrive["maxReceiveCount"]
     # The API's function and the compute function it invokes.
     api_uri = res["HttpApi"]["Properties"]["Body"]["paths"]["/"]["x-amazon-apigateway-any-method"][
         "x-amazon-apigateway-integration"
@@ -786,12 +871,7 @@ def test_local_plan_matches_the_translated_template(origin):
     assert plan.handlers["api"] == fns[api_id]["Properties"]["Handler"]
     compute_id = _env(origin, api_id)["CAT_COMPUTE_FUNCTION"]["Ref"]
     assert plan.handlers["compute"] == fns[compute_id]["Properties"]["Handler"]
-    assert set(fns) == {
-        api_id,
-        compute_id,
-        sub["Endpoint"]["Fn::GetAtt"][0],
-        cfg["Function"]["Fn::GetAtt"][0],
-    }
+    assert set(fns) == {api_id, compute_id, polled[sync_queue], polled[ingest_queue]}
 
 
 def _mutated(tmp_path: Path, change) -> Path:
@@ -811,12 +891,25 @@ _DRIFTS = {
     "queue": _add("DeadLetters", {"Type": "AWS::SQS::Queue", "Properties": {}}),
     "table": _add("Locks", {"Type": "AWS::DynamoDB::Table", "Properties": {}}),
     "second topic": _add("OtherTopic", {"Type": "AWS::SNS::Topic", "Properties": {}}),
-    "ingest from cache": lambda res: res["IngestFunction"]["Properties"]["Events"]["Dropped"][
-        "Properties"
-    ].__setitem__("Bucket", {"Ref": "CacheBucket"}),
-    "sync unsubscribed": lambda res: res["SyncFunction"]["Properties"].pop("Events"),
-    "schedule event": lambda res: res["SyncFunction"]["Properties"]["Events"].__setitem__(
-        "Nightly", {"Type": "Schedule", "Properties": {"Schedule": "rate(1 day)"}}
+    "ingest polls the sync queue": lambda res: res["IngestEvents"]["Properties"].__setitem__(
+        "EventSourceArn", {"Fn::GetAtt": ["SyncQueue", "Arn"]}
+    ),
+    "sync unsubscribed": lambda res: res.pop("SyncEvents"),
+    "no dead-letter queue": lambda res: res["IngestQueue"]["Properties"].pop("RedrivePolicy"),
+    "no partial batch failures": lambda res: res["SyncEvents"]["Properties"].pop("FunctionResponseTypes"),
+    "lambda notification": lambda res: res["IngestBucket"]["Properties"][
+        "NotificationConfiguration"
+    ].__setitem__(
+        "LambdaConfigurations",
+        [{"Event": "s3:ObjectCreated:*", "Function": {"Fn::GetAtt": ["IngestFunction", "Arn"]}}],
+    ),
+    "sns event": lambda res: res["SyncFunction"]["Properties"].__setitem__(
+        "Events", {"Changes": {"Type": "SNS", "Properties": {"Topic": {"Ref": "ChangeTopic"}}}}
+    ),
+    "schedule event": lambda res: (
+        res["SyncFunction"]["Properties"]
+        .setdefault("Events", {})
+        .__setitem__("Nightly", {"Type": "Schedule", "Properties": {"Schedule": "rate(1 day)"}})
     ),
     "no ingest bucket": lambda res: res.pop("IngestBucket"),
 }
@@ -830,19 +923,17 @@ def test_local_plan_refuses_drift(tmp_path, drift):
 
 def test_local_plan_follows_template_changes(tmp_path):
     def change(res):
-        res["IngestFunction"]["Properties"]["Events"]["Dropped"]["Properties"]["Events"] = [
-            "s3:ObjectCreated:Put",
-            "s3:ObjectCreated:CompleteMultipartUpload",
-        ]
-        res["IngestFunction"]["Properties"]["Events"]["Dropped"]["Properties"]["Filter"] = {
-            "S3Key": {"Rules": [{"Name": "suffix", "Value": ".b2nd"}]}
-        }
+        (cfg,) = res["IngestBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+        cfg["Event"] = "s3:ObjectCreated:Put"
+        cfg["Filter"] = {"S3Key": {"Rules": [{"Name": "suffix", "Value": ".b2nd"}]}}
+        res["IngestQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] = 3
         res["CacheBucket"]["Properties"]["BucketName"] = {
             "Fn::Sub": "${AWS::StackName}-regional-${AWS::Region}"
         }
 
     plan = local_plan(_mutated(tmp_path, change), prefix="p", regions=("a",))
-    assert plan.ingest_events == ("s3:ObjectCreated:Put", "s3:ObjectCreated:CompleteMultipartUpload")
+    assert plan.ingest_events == ("s3:ObjectCreated:Put",)
+    assert plan.max_receive_counts[plan.ingest_queue] == 3
     assert plan.ingest_filter == {"Key": {"FilterRules": [{"Name": "suffix", "Value": ".b2nd"}]}}
     assert plan.cache_buckets == {"a": "p-regional-a"}
 
@@ -892,6 +983,15 @@ def test_create_local_resources(moto_clients):
             sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]["RawMessageDelivery"]
             == "false"
         )
+    # Every event queue has its dead-letter queue, with the template's redrive count.
+    assert set(made["dead_letter_queue_urls"]) == {plan.ingest_queue, *plan.sync_queues.values()}
+    for queue, dlq_url in made["dead_letter_queue_urls"].items():
+        url = made["queue_urls"][queue]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]
+        redrive = json.loads(attrs["RedrivePolicy"])
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]
+        assert redrive["deadLetterTargetArn"] == dlq_arn["QueueArn"]
+        assert int(redrive["maxReceiveCount"]) == plan.max_receive_counts[queue]
     notif = s3.get_bucket_notification_configuration(Bucket=plan.ingest_bucket)["QueueConfigurations"]
     assert [n["Events"] for n in notif] == [["s3:ObjectCreated:*"]]
     assert notif[0]["QueueArn"].endswith(f":{plan.ingest_queue}")

@@ -94,5 +94,37 @@ def create_app(services: Services) -> FastAPI:
     web.install(app)
     openapi.install(app)
     app.add_middleware(BodyLimit, limit=body_limit(services.settings))
+    install_cors(app, services.settings.cors_origins)
     app.add_middleware(CollapseSlashes)
     return app
+
+
+#: What browsers may send cross-origin: every method the API has, and the headers the
+#: clients set (Authorization: bearer tokens; Content-Type: JSON and uploads; Range).
+CORS_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"]
+CORS_HEADERS = ["Authorization", "Content-Type", "Accept", "Range"]
+#: Response headers a page may read (the rest are hidden from cross-origin scripts).
+CORS_EXPOSED = ["Content-Disposition", "Content-Length", "ETag", "X-Cat-Cache", "X-Cat-Skipped"]
+
+
+def install_cors(app: FastAPI, origins: str) -> None:
+    """Answer CORS (preflights included) for *origins* (``CAT_CORS_ORIGINS``); nothing when empty.
+
+    The same middleware serves locally and on Lambda (the HTTP API has no CORS settings of
+    its own, which would shadow these). With listed origins, credentials (the
+    ``c2subauth`` cookie) are allowed; with ``*`` they are not (browsers refuse both).
+    """
+    allowed = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
+    if not allowed:
+        return
+    from fastapi.middleware.cors import CORSMiddleware
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=allowed,
+        allow_methods=CORS_METHODS,
+        allow_headers=CORS_HEADERS,
+        expose_headers=CORS_EXPOSED,
+        allow_credentials="*" not in allowed,
+        max_age=3600,
+    )

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from functions.engine import layout
-from functions.engine.content import Loaded, NotBlosc2, load_path, reuse_unchanged
-from functions.engine.errors import BadRequest, Conflict, FrameTooLarge, NotFound, PreconditionFailed
+from functions.engine.content import Loaded, load_path, reuse_unchanged
+from functions.engine.errors import Conflict, NotFound, PreconditionFailed
 from functions.engine.model import Catalog, ChangeEvent, Content, Head, Manifest, dumps, utcnow_iso
 from functions.engine.ports import BlobStore, EventSink
 from functions.engine.validation import FrameLimits
@@ -172,7 +172,13 @@ class Publisher:
     # ------------------------------------------------------------------ commit
 
     def publish(
-        self, root: str, path: str, loaded: Loaded, *, expect_version: int | None = None
+        self,
+        root: str,
+        path: str,
+        loaded: Loaded,
+        *,
+        expect_version: int | None = None,
+        _deferred: list | None = None,
     ) -> PublishResult:
         """Publish one dataset version; a no-op when the content did not change.
 
@@ -193,6 +199,8 @@ class Publisher:
             the head is not at *expect_version*.
 
         """
+        # _deferred (publish_batch only): collects (head, event) instead of updating the
+        # catalog and emitting, so a batch merges each root's catalog once.
         uploaded = (0, 0)
         for _attempt in _attempts(MAX_CAS_ATTEMPTS):
             head, etag = self.read_head(root, path)
@@ -203,7 +211,10 @@ class Publisher:
                 loaded = reuse_unchanged(loaded, previous.refs, previous.content.geometry)
             content_hash = loaded.content.content_hash
             if live and head.content_hash == content_hash:
-                self._ensure_catalog(head)
+                if _deferred is None:
+                    self._ensure_catalog(head)
+                else:  # the batch's merge repairs a catalog entry a crash left behind
+                    _deferred.append((head, None))
                 return PublishResult(root, path, "unchanged", head.version)
             known = {r.digest for r in previous.refs if r.digest} if previous else set()
             if uploaded == (0, 0):
@@ -229,7 +240,7 @@ class Publisher:
             if not self._cas_head(new_head, etag):
                 continue
             changed = _changed_chunks(previous, manifest)
-            written = self._commit_side_effects(new_head, head, changed, len(manifest.refs))
+            written = self._commit_side_effects(new_head, head, changed, len(manifest.refs), _deferred)
             return PublishResult(
                 root, path, "published", version, *uploaded, changed_chunks=changed, written=written
             )
@@ -276,12 +287,66 @@ class Publisher:
     def _cas_head(self, head: Head, etag: str | None) -> bool:
         return self._cas_put(layout.head_key(head.root, head.path), dumps(head.to_json()), etag)
 
+    def publish_batch(
+        self, root: str, items: Iterable[tuple[str, Callable[[], Loaded]]]
+    ) -> list[PublishResult | Exception]:
+        """Publish many datasets of one root, merging the root's catalog once for all of them.
+
+        A bulk drop of hundreds of files into one root would otherwise be hundreds of
+        conditional writes of the same catalog object, each racing the others (and every
+        concurrent ingest) and retrying; here each dataset's head is committed as usual,
+        then one catalog merge takes all of them, then their change events are emitted
+        (after the catalog, as for a single publish).
+
+        Parameters
+        ----------
+        root : str
+            The root every item goes to.
+        items : iterable of (path, load)
+            *load* is called when the item's turn comes (so only one item's content is in
+            memory at a time) and returns its :class:`Loaded` content.
+
+        Returns
+        -------
+        list
+            Per item, in order: its :class:`PublishResult`, or the exception it raised
+            (bad content: :class:`BadRequest`; anything else is worth a retry). Items whose
+            head was committed get the exception of the catalog merge if that fails: a
+            retry re-publishes them as ``unchanged`` and repairs the catalog (their change
+            events are then never sent; regions see the heads within their head TTL, as
+            after a crash between a single publish's head and catalog writes).
+        """
+        deferred: list[tuple[Head, ChangeEvent | None]] = []
+        out: list[PublishResult | Exception] = []
+        for path, load in items:
+            try:
+                out.append(self.publish(root, path, load(), _deferred=deferred))
+            except Exception as exc:  # noqa: BLE001 - per item: the others of the batch go on
+                out.append(exc)
+        if not deferred:
+            return out
+        try:
+            written = self._merge_catalog(root, [head for head, _ in deferred])
+        except Exception as exc:  # noqa: BLE001 - heads are committed; a retry repairs the catalog
+            return [exc if isinstance(r, PublishResult) else r for r in out]
+        for result in out:
+            if isinstance(result, PublishResult) and result.status == "published":
+                result.written.update(written)
+        for _, event in deferred:
+            if event is not None:
+                self._emit(event)
+        return out
+
     def _commit_side_effects(
-        self, head: Head, previous: Head | None, changed: list[int], nchunks: int
+        self,
+        head: Head,
+        previous: Head | None,
+        changed: list[int],
+        nchunks: int,
+        deferred: list | None = None,
     ) -> dict:
         """Catalog and event after a head's commit; returns what was written (key → JSON value)."""
         written = {layout.head_key(head.root, head.path): head.to_json()}
-        written.update(self._update_catalog(head))
         event = ChangeEvent(
             type="deleted" if head.deleted else "published",
             root=head.root,
@@ -293,8 +358,17 @@ class Publisher:
             changed_chunks=tuple(changed),
             nchunks=nchunks,
         )
-        if self.events is None:
+        if deferred is not None:
+            deferred.append((head, event))
             return written
+        written.update(self._update_catalog(head))
+        self._emit(event)
+        return written
+
+    def _emit(self, event: ChangeEvent) -> None:
+        """Announce a committed version; a failure is logged and counted, never raised."""
+        if self.events is None:
+            return
         try:
             self.events.emit(event)
         except Exception:  # noqa: BLE001 - the version is committed; TTL revalidation heals a lost event
@@ -302,11 +376,10 @@ class Publisher:
             log.exception(
                 "could not emit change event for %s/%s v%d: committed; other regions see it within their "
                 "head TTL",
-                head.root,
-                head.path,
-                head.version,
+                event.root,
+                event.path,
+                event.version,
             )
-        return written
 
     # ------------------------------------------------------------------ catalog
 
@@ -318,32 +391,30 @@ class Publisher:
             self._update_catalog(head)
 
     def _update_catalog(self, head: Head) -> dict:
-        """Merge *head* into its root's catalog (CAS loop; an older head never overwrites a newer one).
+        """Merge *head* into its root's catalog; see :meth:`_merge_catalog`."""
+        return self._merge_catalog(head.root, [head])
 
-        Returns what it wrote (catalog, and the roots index for a new root), key → JSON value.
+    def _merge_catalog(self, root: str, heads: list[Head]) -> dict:
+        """Merge *heads* (all of *root*) into its catalog in one CAS loop.
+
+        An older head never overwrites a newer entry. Returns what it wrote (catalog,
+        and the roots index for a new root), key → JSON value; ``{}`` when nothing changed.
         """
         for _attempt in _attempts(MAX_CAS_ATTEMPTS * 4):
-            catalog, etag = self.read_catalog(head.root)
+            catalog, etag = self.read_catalog(root)
             created = catalog is None
-            catalog = catalog or Catalog(head.root)
-            entry = catalog.datasets.get(head.path)
-            if entry is not None and entry.get("version", 0) >= head.version:
+            catalog = catalog or Catalog(root)
+            if not sum([_merge_entry(catalog, head, created) for head in heads]):
                 return {}
-            if head.deleted:
-                if entry is None and not created:
-                    return {}
-                catalog.datasets.pop(head.path, None)
-            else:
-                catalog.datasets[head.path] = head.to_json()
             catalog.version += 1
             body = catalog.to_bytes()
-            if not self._cas_put(layout.catalog_key(head.root), body, etag):
+            if not self._cas_put(layout.catalog_key(root), body, etag):
                 continue
-            written = {layout.catalog_key(head.root): json.loads(body)}
+            written = {layout.catalog_key(root): json.loads(body)}
             if created:
-                written.update(self._register_root(head.root))
+                written.update(self._register_root(root))
             return written
-        raise Conflict(f"catalog of {head.root}: too many concurrent writers")
+        raise Conflict(f"catalog of {root}: too many concurrent writers")
 
     def _register_root(self, root: str) -> dict:
         for _attempt in _attempts(MAX_CAS_ATTEMPTS * 4):
@@ -404,51 +475,26 @@ class Publisher:
 
         Hidden files and directories (names starting with ``.``) are skipped.
         """
-        directory = Path(directory)
-        results = []
-        seen = set()
-        for local in _walk(directory):
-            rel = prefix + local.relative_to(directory).as_posix()
-            seen.add(rel)
-            if unfold_hdf5 and local.suffix.lower() in (".h5", ".hdf5"):
-                produced = self._publish_hdf5(root, rel, local, progress, on_error, on_skip)
-                seen.update(r.path for r in produced)
-                results.extend(produced)
-                continue
-            try:
-                result = self.publish_file(root, rel, local)
-            except (NotBlosc2, FrameTooLarge) as exc:  # refused at the door; the rest goes on
-                if on_error is None:
-                    raise
-                on_error(rel, exc)
-                continue
-            results.append(result)
-            if progress:
-                progress(result)
-        catalog, _ = self.read_catalog(root)
-        stale = {p for p in catalog.datasets if p.startswith(prefix)} - seen if catalog else set()
-        for path in sorted(stale):
-            result = self.delete(root, path)
-            results.append(result)
-            if progress:
-                progress(result)
-        return results
+        from functions.engine.directories import publish_directory
 
-    def _publish_hdf5(self, root: str, rel: str, local: Path, progress, on_error, on_skip) -> list:
-        """``x.h5`` of a directory: the file, and its unfolded tree under ``x/``; returns the results."""
-        from functions.engine.hdf5.unfold import publish_hdf5_file  # h5py only when a directory has HDF5
+        return publish_directory(
+            self, root, directory, prefix=prefix, progress=progress, on_error=on_error, on_skip=on_skip,
+            unfold_hdf5=unfold_hdf5,
+        )
 
-        try:
-            file_result, report = publish_hdf5_file(self, root, rel, local, progress=progress)
-        except (BadRequest, OSError) as exc:  # not HDF5 after all, or no arrays: the file alone is kept
-            if on_error is None:
-                raise
-            on_error(rel, exc)
-            return []
-        for path, reason in report.skipped:
-            if on_skip is not None:
-                on_skip(f"{rel}:{path}", reason)
-        return [file_result, *report.results]
+
+def _merge_entry(catalog: Catalog, head: Head, created: bool) -> bool:
+    """Apply *head* to *catalog*'s entries; whether that changed anything (or creates the catalog)."""
+    entry = catalog.datasets.get(head.path)
+    if entry is not None and entry.get("version", 0) >= head.version:
+        return False
+    if head.deleted:
+        if entry is None and not created:
+            return False
+        catalog.datasets.pop(head.path, None)
+    else:
+        catalog.datasets[head.path] = head.to_json()
+    return True
 
 
 def _check_expected(root: str, path: str, head: Head | None, expect_version: int | None) -> None:
@@ -457,14 +503,6 @@ def _check_expected(root: str, path: str, head: Head | None, expect_version: int
     current = head.version if head is not None and not head.deleted else 0
     if current != expect_version:
         raise Conflict(f"{root}/{path} changed meanwhile (version {current}, not {expect_version}); retry")
-
-
-def _walk(directory: Path) -> Iterable[Path]:
-    for path in sorted(directory.rglob("*")):
-        rel = path.relative_to(directory)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
-        yield path
 
 
 def _changed_chunks(previous: Manifest | None, current: Manifest) -> list[int]:

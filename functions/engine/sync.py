@@ -27,18 +27,24 @@ def parse_message(body: str) -> ChangeEvent:
         raise ValueError(f"not a change event: {exc!r}") from None
 
 
+def apply_message(region: Region, body: str, subscribed: set[str] | None = None) -> SyncOutcome:
+    """Apply one message body to *region* (raises ``ValueError`` if it is not a change event).
+
+    *subscribed*: the region's subscribed roots (prefetched), if the caller has them.
+    """
+    event = parse_message(body)
+    subscribed = region.subscriptions() if subscribed is None else subscribed
+    changed = region.apply_event(event, prefetch=event.root in subscribed)
+    return SyncOutcome("applied" if changed else "ignored", f"{event.root}/{event.path} v{event.version}")
+
+
 def apply_messages(region: Region, bodies: Iterable[str]) -> list[SyncOutcome]:
     """Apply each message body to *region*; one bad message never stops the batch."""
     subscribed = region.subscriptions()
     out = []
     for body in bodies:
         try:
-            event = parse_message(body)
+            out.append(apply_message(region, body, subscribed))
         except ValueError as exc:
             out.append(SyncOutcome("rejected", str(exc)))
-            continue
-        changed = region.apply_event(event, prefetch=event.root in subscribed)
-        out.append(
-            SyncOutcome("applied" if changed else "ignored", f"{event.root}/{event.path} v{event.version}")
-        )
     return out

@@ -75,3 +75,28 @@ def services():
 
         _services = build_services(Settings.from_env())
     return _services
+
+
+class RecordFailed(Exception):
+    """One SQS record whose work did not succeed: reported in ``batchItemFailures``, delivered again."""
+
+
+def partial_batch(event: dict, outcome_of, context=None) -> dict:
+    """Run *outcome_of* over each SQS record of *event*; the Lambda partial batch response.
+
+    Powertools' ``BatchProcessor`` calls *outcome_of(record)* for each record (an
+    ``SQSRecord``); a record whose call raises is listed in ``batchItemFailures`` and only
+    it is delivered again (then parked in the DLQ after the queue's ``maxReceiveCount``),
+    never the records that succeeded. A batch whose every record failed is answered the
+    same way rather than raised: the retry is identical, and no invocation error is
+    counted for what the DLQ alarm reports. A processor per call: the local stack runs
+    handlers of several queues in threads at once.
+    """
+    if not event.get("Records"):
+        return {"batchItemFailures": []}  # Powertools refuses an empty batch; Lambda never sends one
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(
+        event=event, record_handler=outcome_of, processor=processor, context=context
+    )
