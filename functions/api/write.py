@@ -171,17 +171,20 @@ def unfold(
 ):
     """``<dir>/<name>.h5`` → ``<dir>/<name>/<hdf5 path>.b2nd`` per dataset; answers the directory's path.
 
+    The plain answer is the directory relative to its root (``d/x`` for ``@personal/d/x.h5``), as
+    Caterva2's clients join it to the root they hold; ``?report=true`` gives the full path.
+
     Objects that cannot be converted (variable-length strings, references, links) are
     skipped: their number is in ``X-Cat-Skipped``, and ``?report=true`` lists them.
     """
     with speaking_as(who):
         loc = resolve(path, who, write=True, allow_root_only=False)
         outcome = writes.unfold(loc)
-        directory = loc.at(outcome.directory).path
+        unfolded = loc.at(outcome.directory)
     response.headers["X-Cat-Skipped"] = str(len(outcome.skipped))
     if report:
-        return {**outcome.to_json(), "root": loc.space, "path": directory}
-    return directory
+        return {**outcome.to_json(), "root": loc.space, "path": unfolded.path}
+    return unfolded.rel
 
 
 @router.post("/load_from_url/{path:path}", summary="Load a file from a URL (form field 'remote_url')")
