@@ -65,6 +65,28 @@ def test_datasets_without_a_fill_value_convert(tmp_path):
         assert same(got, values), rel
 
 
+def test_subarray_dtypes_become_trailing_axes(tmp_path):
+    # ("<f8", (4,)) elements: Blosc2 refuses the dtype, numpy reads (10,) of them as (10, 4) floats
+    path = tmp_path / "sub.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("plain", dtype=np.dtype(("float64", (4,))), shape=(10,))
+        f["plain"][...] = np.arange(40.0).reshape(10, 4)
+        f.create_dataset("chunked", shape=(300,), dtype=np.dtype((">i2", (2, 10))), chunks=(7,))
+        f["chunked"][...] = np.arange(6000, dtype=">i2").reshape(300, 2, 10)
+        f.create_dataset("big", shape=(8192,), dtype=np.dtype(("u4", (256,))), chunks=(8192,))
+        f["big"][...] = np.arange(1 << 21, dtype="u4").reshape(8192, 256)  # one 8 MiB HDF5 chunk: cut
+    pub = Publisher(MemoryStore())
+    report = publish_hdf5_root(pub, "h5", path)
+    want = datasets(path)
+    assert report.arrays == 3 and not report.skipped
+    assert want["chunked.b2nd"].shape == (300, 2, 10)  # how h5py itself reads them
+    for rel, values in want.items():
+        got, m = _array(pub, "h5", rel)
+        assert same(got, values), rel
+        assert m.geometry.vlmeta["_hdf5"]["subarray"] == list(values.shape[1:]), rel
+    assert _manifest(pub, "h5", "big.b2nd").geometry.chunks[0] < 8192
+
+
 def test_dtypes_shapes_and_chunks_follow_hdf5(varied):
     pub = Publisher(MemoryStore())
     publish_hdf5_root(pub, "h5", varied)

@@ -47,6 +47,9 @@ class Item:
     plan: Plan
     dtype: np.dtype  # what the Blosc2 array holds (native byte order, enums as their base)
     vlmeta: dict  # attributes (JSON) + "_hdf5" bookkeeping
+    #: Trailing axes that come from a subarray dtype (``("<f8", (4,))`` -> 1): HDF5 reads
+    #: them as part of each element, the Blosc2 array holds them as axes of its own.
+    inner: int = 0
 
 
 @dataclass
@@ -168,17 +171,33 @@ def _layout(dset: h5py.Dataset) -> dict:
     return out
 
 
+def _subarray(dset: h5py.Dataset) -> tuple[np.dtype, tuple[int, ...]]:
+    """The element dtype and the axes a subarray dtype adds (``()`` for any other dtype).
+
+    Blosc2 refuses subarray dtypes, while numpy reads ``shape (10,)`` of
+    ``("<f8", (4,))`` as a ``(10, 4)`` float64 array: that is what is stored.
+    """
+    if dset.dtype.subdtype is None or dset.shape is None:
+        return dset.dtype, ()
+    base, sub = dset.dtype.subdtype
+    return base, tuple(int(n) for n in sub)
+
+
 def _item(dset: h5py.Dataset, path: str, skipped: list) -> Item | None:
-    reason = _unsupported(dset.dtype)
-    if reason is None and dset.ndim > getattr(blosc2, "MAX_DIM", 8):
-        reason = f"{dset.ndim} dimensions (Blosc2 holds at most {blosc2.MAX_DIM})"
+    base, sub = _subarray(dset)
+    reason = _unsupported(base)
+    ndim = (dset.ndim if dset.shape is not None else 1) + len(sub)
+    if reason is None and ndim > getattr(blosc2, "MAX_DIM", 8):
+        reason = f"{ndim} dimensions (Blosc2 holds at most {blosc2.MAX_DIM})"
     if reason is not None:
         skipped.append((path, reason))
         return None
-    dtype = _native(dset.dtype)
-    shape = (0,) if dset.shape is None else dset.shape  # H5S_NULL: no value at all
+    dtype = _native(base)
+    shape = (0,) if dset.shape is None else dset.shape + sub  # H5S_NULL: no value at all
     meta = _layout(dset)
-    meta["dtype"] = dtype_to_str(dset.dtype) if dset.dtype != dtype else None
+    meta["dtype"] = dtype_to_str(base) if base != dtype else None
+    if sub:
+        meta["subarray"] = list(sub)  # the HDF5 element's own shape, now the trailing axes
     if dset.shape is None:
         meta["null"] = True
     enum = h5py.check_enum_dtype(dset.dtype)
@@ -186,8 +205,9 @@ def _item(dset: h5py.Dataset, path: str, skipped: list) -> Item | None:
         meta["enum"] = {k: int(v) for k, v in enum.items()}
     vlmeta = h5attrs.encode_all(dset.attrs, path, skipped)
     vlmeta[h5attrs.META_KEY].update({k: v for k, v in meta.items() if v is not None})
-    plan = plan_chunks(shape, dtype.itemsize, None if dset.shape is None else dset.chunks)
-    return Item(path, path.lstrip("/") + ".b2nd", dset, plan, dtype, vlmeta)
+    h5chunks = None if dset.shape is None or dset.chunks is None else dset.chunks + sub
+    plan = plan_chunks(shape, dtype.itemsize, h5chunks)
+    return Item(path, path.lstrip("/") + ".b2nd", dset, plan, dtype, vlmeta, inner=len(sub))
 
 
 # ---------------------------------------------------------------------- chunks
@@ -226,6 +246,10 @@ def _read(item: Item, box: tuple[slice, ...]) -> np.ndarray:
     dset = item.dset
     if dset.shape is None:
         return np.empty((0,), item.dtype)
+    if item.inner:  # HDF5 selects whole elements: read them, then cut the inner axes
+        outer = box[: len(box) - item.inner]
+        whole = dset[outer] if outer else dset[()]
+        return np.ascontiguousarray(whole[(slice(None),) * len(outer) + box[len(outer):]], dtype=item.dtype)
     out = np.empty(tuple(b.stop - b.start for b in box), dtype=dset.dtype)
     if out.size:
         dset.read_direct(out, source_sel=box if box else np.s_[()])
