@@ -16,7 +16,8 @@ except ImportError:  # pragma: no cover
 SKIPPED = {
     "/skip/vlen_str": "variable-length strings",
     "/skip/refs": "references",
-    "/skip/soft": "soft link",
+    "/skip/soft": "soft link to the group",
+    "/skip/dangling": "does not exist",
     "/skip/external": "external link",
     "/skip/vlen_ints": "variable-length sequences",
 }
@@ -96,7 +97,9 @@ def make_varied(path: Path, small: bool = False) -> Path:
         refs = skip.create_dataset("refs", shape=(2,), dtype=h5py.ref_dtype)
         refs[0] = f["numbers"].ref
         skip.create_dataset("vlen_ints", shape=(2,), dtype=h5py.vlen_dtype("i4"))
-        skip["soft"] = h5py.SoftLink("/numbers/i4")
+        skip["soft"] = h5py.SoftLink("/a")  # groups behind soft links are not followed
+        skip["dangling"] = h5py.SoftLink("/nowhere")
+        f["numbers/i4_again"] = h5py.SoftLink("/numbers/i4")  # a dataset behind one is
         skip["external"] = h5py.ExternalLink("other.h5", "/data")
         skip.create_dataset("ok", data=np.arange(3))
         skip.attrs["ref_attr"] = f["numbers"].ref
@@ -112,8 +115,14 @@ def datasets(path: Path) -> dict[str, np.ndarray]:
             value = np.empty((0,), obj.dtype) if obj.shape is None else obj[()]
             out[f"{name}.b2nd"] = np.asarray(value)
 
+    def soft(name, link):  # visititems sees objects once, by their hard names
+        target = f.get(name)
+        if isinstance(link, h5py.SoftLink) and isinstance(target, h5py.Dataset) and f"/{name}" not in SKIPPED:
+            visit(name, target)
+
     with h5py.File(path, "r") as f:
         f.visititems(visit)
+        f.visititems_links(soft)
     return out
 
 

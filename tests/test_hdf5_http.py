@@ -197,7 +197,7 @@ def test_catclient_unfold_cli(stack, user, small_h5, capsys):
     capsys.readouterr()
     assert catcli.main([*common, "unfold", f"@shared/cli-{RUN}/v.h5"]) == 0
     out = capsys.readouterr().out
-    assert f"into @shared/cli-{RUN}/v" in out and "skipped /skip/soft: soft link" in out
+    assert f"into @shared/cli-{RUN}/v" in out and "skipped /skip/soft: soft link to the group /a" in out
     assert catcli.main([*common, "--json", "unfold", f"@shared/cli-{RUN}/v.h5"]) == 0
     body = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert body["path"] == f"@shared/cli-{RUN}/v" and body["arrays"] == len(datasets(small_h5))

@@ -89,7 +89,7 @@ def _walk_group(group: h5py.Group, out: Walk, seen: set) -> None:
         path = f"{group.name.rstrip('/')}/{name}"
         link = group.get(name, getlink=True)
         if isinstance(link, h5py.SoftLink):
-            out.skipped.append((path, f"soft link to {link.path}"))
+            _soft_link(group, name, path, link, out)
             continue
         if isinstance(link, h5py.ExternalLink):
             out.skipped.append((path, f"external link to {link.filename}:{link.path}"))
@@ -113,6 +113,23 @@ def _walk_group(group: h5py.Group, out: Walk, seen: set) -> None:
                 out.datasets.append(item)
         else:
             out.skipped.append((path, f"a {type(obj).__name__} (named datatype), not data"))
+
+
+def _soft_link(group: h5py.Group, name: str, path: str, link: h5py.SoftLink, out: Walk) -> None:
+    """A soft link to a dataset is that dataset under the link's name, as HDF5 readers see it.
+
+    Chunks are content-addressed, so the second name stores no data twice. Links to groups
+    stay skipped: following them could loop (``/a/up -> /a``) or repeat a whole subtree.
+    """
+    target = group.get(name)  # None when the link dangles
+    if isinstance(target, h5py.Dataset):
+        item = _item(target, path, out.skipped)
+        if item is not None:
+            out.datasets.append(item)
+    elif target is None:
+        out.skipped.append((path, f"soft link to {link.path}, which does not exist"))
+    else:
+        out.skipped.append((path, f"soft link to the group {link.path}"))
 
 
 def _unsupported(dtype: np.dtype) -> str | None:
