@@ -52,6 +52,9 @@ def make_varied(path: Path, small: bool = False) -> Path:
         num.create_dataset("bigendian", data=np.arange(100, dtype=">f8"))
         num.create_dataset("enum", data=np.array([0, 1, 1, 0], dtype="u1"),
                            dtype=h5py.enum_dtype({"RED": 0, "GREEN": 1}, basetype="u1"))
+        sub = num.create_dataset("subarray", shape=(30,), dtype=np.dtype(("<f4", (3,))), chunks=(10,),
+                                 compression="gzip")
+        sub[...] = rng.random((30, 3)).astype("f4")
         text = f.create_group("text")
         text.create_dataset("fixed", data=np.array([b"alpha", b"be", b"gamma!!"], dtype="S7"))
         rec = np.zeros(25, dtype=[("id", "<i4"), ("x", "<f8"), ("name", "S6"), ("v", "<f4", (3,))])
@@ -112,7 +115,7 @@ def datasets(path: Path) -> dict[str, np.ndarray]:
 
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset) and f"/{name}" not in SKIPPED:
-            value = np.empty((0,), obj.dtype) if obj.shape is None else obj[()]
+            value = np.zeros((), obj.dtype) if obj.shape is None else obj[()]  # null: a 0-d zero
             out[f"{name}.b2nd"] = np.asarray(value)
 
     def soft(name, link):  # visititems sees objects once, by their hard names

@@ -212,6 +212,14 @@ def test_chunk_plans_are_bounded_and_deterministic(shape, itemsize, h5chunks):
         assert math.prod(plan.blocks) * itemsize <= max(chunking.TARGET_BLOCK_BYTES, itemsize)
 
 
+def test_small_chunks_are_kept_in_small_datasets_and_grown_in_big_ones():
+    # (4, 10, 10) uint8 chunks of a 10x10x10 array: 3 chunks, kept as HDF5 has them
+    assert chunking.plan_chunks((10, 10, 10), 1, (4, 10, 10)).chunks == (4, 10, 10)
+    # the same 400-byte chunks over 100 MB would be 250,000 S3 objects: grown past 256 KiB
+    big = chunking.plan_chunks((1_000_000, 10, 10), 1, (4, 10, 10))
+    assert math.prod(big.chunks) >= chunking.MIN_CHUNK_BYTES and big.chunks[0] % 4 == 0
+
+
 def test_conversion_streams_a_few_chunks_at_a_time(tmp_path):
     """Chunks are uploaded as they are made: never more than IN_FLIGHT made and not yet stored."""
     from functions.engine.hdf5 import stream

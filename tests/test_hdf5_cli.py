@@ -33,7 +33,7 @@ def assert_same_h5(original, copy) -> None:
             if isinstance(obj, h5py.Dataset):
                 assert other.dtype == obj.dtype and other.shape == obj.shape, name
                 assert other.chunks == obj.chunks and other.compression == obj.compression, name
-                assert other.fillvalue == obj.fillvalue or obj.dtype.fields, name
+                assert np.array_equal(other.fillvalue, obj.fillvalue) or obj.dtype.fields, name
                 if obj.shape is not None:
                     assert np.array_equal(other[()], obj[()]), name
             for key, value in obj.attrs.items():

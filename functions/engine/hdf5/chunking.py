@@ -21,11 +21,20 @@ TARGET_CHUNK_BYTES = 2 << 20
 #: HDF5 chunks at least this big are kept as they are (bytes); smaller ones are grown
 #: by whole multiples (many tiny S3 objects cost more in requests than they save).
 MIN_CHUNK_BYTES = 256 << 10
+#: A dataset of at most this many HDF5 chunks keeps them however small: the requests
+#: saved by growing are few, and clients that compare geometry with the HDF5 file
+#: (Caterva2's own tests do) see the same chunks.
+KEEP_SMALL_CHUNKS = 64
 #: Block (the unit Blosc2 decompresses for a single element), bytes: about an L2 cache.
 TARGET_BLOCK_BYTES = 128 << 10
 #: Largest HDF5 chunk read whole to cut it into Blosc2 chunks, bytes; beyond, the
 #: Blosc2 chunks are read one by one (bounded memory, HDF5's chunk cache helps).
 MAX_READ_BYTES = 64 << 20
+
+
+def _count(shape, chunks) -> int:
+    """How many chunks of *chunks* tile *shape*."""
+    return math.prod(-(-s // c) for s, c in zip(shape, chunks, strict=True))
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,7 @@ def plan_chunks(shape: tuple[int, ...], itemsize: int, h5chunks: tuple[int, ...]
         if size > MAX_CHUNK_BYTES:
             chunks = _split_exactly(h5, itemsize)
             read = h5 if size <= MAX_READ_BYTES else None
-        elif size < MIN_CHUNK_BYTES:
+        elif size < MIN_CHUNK_BYTES and _count(bounded, h5) > KEEP_SMALL_CHUNKS:
             chunks = _grow(h5, tuple(bounded), itemsize)
         else:
             chunks = h5

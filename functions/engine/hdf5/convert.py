@@ -210,7 +210,8 @@ def _item(dset: h5py.Dataset, path: str, skipped: list) -> Item | None:
         skipped.append((path, reason))
         return None
     dtype = _native(base)
-    shape = (0,) if dset.shape is None else dset.shape + sub  # H5S_NULL: no value at all
+    # H5S_NULL (no value at all): a 0-d array, as Caterva2 serves it; _hdf5.null says so
+    shape = () if dset.shape is None else dset.shape + sub
     meta = _layout(dset)
     meta["dtype"] = dtype_to_str(base) if base != dtype else None
     if sub:
@@ -262,7 +263,7 @@ def _boxes(shape, step) -> Iterator[tuple[slice, ...]]:
 def _read(item: Item, box: tuple[slice, ...]) -> np.ndarray:
     dset = item.dset
     if dset.shape is None:
-        return np.empty((0,), item.dtype)
+        return np.zeros((), item.dtype)
     if item.inner:  # HDF5 selects whole elements: read them, then cut the inner axes
         outer = box[: len(box) - item.inner]
         whole = dset[outer] if outer else dset[()]

@@ -10,6 +10,7 @@ Plain files become opaque ``uint8`` datasets (or are skipped, and reported).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import posixpath
@@ -141,15 +142,22 @@ def _write_array(f: h5py.File, src: Source, report: ExportReport) -> None:
     if meta.get("null"):
         dset = f.create_dataset(name, data=h5py.Empty(dtype))
     else:
-        opts = _creation(src, meta)
-        if "fillvalue" in meta:
+        # A subarray element (``_hdf5.subarray``) was stored as trailing axes: fold them back
+        inner = tuple(slice(0, n) for n in meta.get("subarray") or ())
+        keep = len(src.shape) - len(inner)
+        chunks = src.chunks[:keep] if src.chunks else None
+        outer = dataclasses.replace(src, shape=src.shape[:keep], chunks=chunks)
+        if inner:
+            dtype = np.dtype((dtype, tuple(b.stop for b in inner)))
+        opts = _creation(outer, meta)
+        if "fillvalue" in meta and not inner:
             opts["fillvalue"] = np.array(h5attrs._unplain(meta["fillvalue"], src.dtype), dtype=src.dtype)[()]
-        dset = f.create_dataset(name, shape=src.shape, dtype=dtype, **opts)
-        if not src.shape:
-            dset[()] = src.read(())
-        elif 0 not in src.shape:
-            for box in _boxes(src.shape, src.chunks):
-                dset[box] = src.read(box)
+        dset = f.create_dataset(name, shape=outer.shape, dtype=dtype, **opts)
+        if not outer.shape:
+            dset[()] = src.read(inner)
+        elif 0 not in outer.shape:
+            for box in _boxes(outer.shape, outer.chunks):
+                dset[box] = src.read(box + inner)
     _set_attrs(dset, h5attrs.decode_all(src.vlmeta), name, report)
     report.datasets += 1
 
