@@ -9,7 +9,10 @@ installed -- against moto's server, with the events AWS would deliver:
    batch with one unreadable record (which must come back in ``batchItemFailures``);
 2. the change event that publish emitted, as the real SNS envelope on a sync queue;
 3. an HTTP API v2 ``GET /api/roots``, and a binary ``GET /api/fetch`` (base64 body);
-4. a compute invocation (a slice of a lazy expression).
+4. a compute invocation (a slice of a lazy expression);
+5. the streaming function's ``run.sh`` as the Lambda Web Adapter starts it (the adapter
+   itself is a Lambda extension and does not run here): its readiness probe, then a fetch
+   past the buffered limit, which must arrive streamed (in pieces) and byte-exact.
 
 Each handler runs in its own process, as a Lambda container does, with
 ``AWS_LAMBDA_FUNCTION_NAME`` set: its module builds clients and app at import (the init
@@ -225,7 +228,7 @@ def smoke(build_dir: Path, python: str) -> list[tuple[str, dict]]:
         }
         with tempfile.TemporaryDirectory(prefix="smoke-venv-") as tmp:
             clean = clean_venv(python, Path(tmp) / "venv")
-            values = np.arange(120_000, dtype=np.float64).reshape(300, 400)
+            values = np.random.default_rng(0).random((300, 400))  # 960 KB, incompressible
 
             # 1. ingest: the real S3 notification, plus an unreadable record
             s3.put_object(
@@ -279,9 +282,71 @@ def smoke(build_dir: Path, python: str) -> list[tuple[str, dict]]:
             result = blosc2.ndarray_from_cframe(base64.b64decode(answer["cframe"]))[:]
             _expect(np.array_equal(result, values[0:3, 0:4] * 2 + 1), "compute: wrong values")
             reports.append(("compute", report))
+
+            # 5. stream: run.sh serving the app; the whole 960 KB array, past a 100 KB buffered limit
+            reports.append(("stream", run_stream(clean, artifact, env, values)))
     finally:
         server.stop()
     return reports
+
+
+def run_stream(python: Path, artifact: Artifact, env: dict, values) -> dict:
+    """Start ``run.sh`` of the built StreamFunction; check one streamed fetch; its report."""
+    import blosc2
+    import httpx
+    import numpy as np
+
+    from infra.local import free_port
+
+    code = artifact.build_dir / "StreamFunction"
+    script = code / "run.sh"
+    _expect(script.is_file() and os.access(script, os.X_OK), f"no executable run.sh in {code}")
+    port = free_port()
+    child_env = {
+        "PATH": "/usr/bin:/bin",
+        # run.sh puts the code (LAMBDA_TASK_ROOT) first; the layer is not at /opt/python here
+        "PYTHONPATH": str(artifact.layer),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LAMBDA_TASK_ROOT": str(code),
+        "CAT_PYTHON": str(python),
+        "AWS_LWA_PORT": str(port),
+        "CAT_RESPONSE_LIMIT": "100000",
+        "CAT_STREAM_LIMIT": "200000000",
+        **{k: v for k, v in env.items() if k != "CAT_RESPONSE_LIMIT"},
+    }
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="smoke-stream-") as cwd:
+        proc = subprocess.Popen([str(script)], env=child_env, cwd=cwd, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            while True:  # the adapter's readiness check
+                try:
+                    ready = httpx.get(f"{url}/api/limits", timeout=2)
+                    break
+                except httpx.TransportError:
+                    if proc.poll() is not None or time.perf_counter() - started > 60:
+                        proc.kill()
+                        output = proc.communicate()[0][-3000:]
+                        raise SmokeFailure(f"stream: run.sh never became ready:\n{output}") from None
+                    time.sleep(0.1)
+            ready_s = time.perf_counter() - started
+            _expect(ready.json().get("stream_limit") == 200_000_000, f"stream: limits {ready.text}")
+            t1 = time.perf_counter()
+            with httpx.stream("GET", f"{url}/api/fetch/smoke/dir%201/data.b2nd", timeout=60) as resp:
+                pieces = list(resp.iter_raw())
+            took = time.perf_counter() - t1
+            body = b"".join(pieces)
+            _expect(resp.status_code == 200, f"stream: fetch answered {resp.status_code} {body[:300]!r}")
+            streamed = len(body) > 100_000 and len(pieces) > 1
+            _expect(streamed, f"stream: {len(body)} B in {len(pieces)} piece(s)")
+            _expect(np.array_equal(blosc2.ndarray_from_cframe(body)[:], values), "stream: wrong values")
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+    version = subprocess.run([str(python), "-V"], capture_output=True, text=True).stdout
+    return {"import_s": ready_s, "invoke_s": [took], "python": version.split(maxsplit=1)[-1]}
 
 
 def main(argv: list[str] | None = None) -> int:

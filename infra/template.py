@@ -20,6 +20,8 @@ dead-letter queues and redrive policies        the same, per queue
                                                deletes only the records not reported failed
 ``ComputeFunction`` (invoked by the API)       called in-process; only its name is planned
 ``HttpApi`` -> ``ApiFunction``                 uvicorn serving the same FastAPI app
+``StreamApi`` -> ``StreamFunction`` (REST API,   the same uvicorn: it streams answers past the
+response streaming, Lambda Web Adapter)        buffered limit itself (``StackConfig.stream_limit``)
 queue policies, alarms, log groups, layer      nothing (moto enforces no policies; no CloudWatch)
 =============================================  ===============================================
 
@@ -61,6 +63,7 @@ __all__ = [
 _NOT_NEEDED_LOCALLY = {
     "AWS::Serverless::LayerVersion",
     "AWS::Serverless::HttpApi",
+    "AWS::Serverless::Api",  # the streaming front: the local API streams by itself
     "AWS::Logs::LogGroup",
     "AWS::SNS::TopicPolicy",
     "AWS::SQS::QueuePolicy",  # the local stack writes the equivalent policy itself
@@ -107,7 +110,8 @@ class LocalPlan:
     compute_function : str
         The compute function's name (locally its handler is called in-process).
     handlers : dict
-        Role (``api``, ``ingest``, ``sync``, ``compute``) -> the template's handler path.
+        Role (``api``, ``ingest``, ``sync``, ``compute``, and ``stream`` when the template has the
+        streaming front) -> the template's handler path.
     ingest_events : tuple of str
         S3 event types the ingest bucket notifies (e.g. ``s3:ObjectCreated:*``).
     ingest_filter : dict or None
@@ -413,6 +417,12 @@ def _function_role(
     ``AWS::Lambda::EventSourceMapping`` properties of the queues it polls.
     """
     kinds = {ev["Type"] for ev in events.values()}
+    if kinds == {"Api"}:
+        modes = {(ev.get("Properties") or {}).get("ResponseTransferMode") for ev in events.values()}
+        if modes != {"RESPONSE_STREAM"}:
+            # only the streaming front has a stand-in (the local API streams past its limit)
+            raise TemplateDrift(f"{lid}: a REST API front that does not stream answers")
+        return "stream"
     if kinds - {"HttpApi"}:
         raise TemplateDrift(f"{lid}: no local stand-in for event type(s) {sorted(kinds - {'HttpApi'})}")
     if kinds and mappings:

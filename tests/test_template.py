@@ -61,7 +61,18 @@ API_ENV = {
     "CAT_USER_QUOTA",
     "CAT_CORS_ORIGINS",
 }
-FUNCTIONS = ("ApiFunction", "IngestFunction", "SyncFunction", "ComputeFunction")
+FUNCTIONS = ("ApiFunction", "IngestFunction", "SyncFunction", "ComputeFunction", "StreamFunction")
+# The two fronts run the same app: the buffered one (Mangum) and the streaming one (uvicorn
+# under the Lambda Web Adapter, tests/test_template_stream.py)
+FRONTS = ("ApiFunction", "StreamFunction")
+# What the streaming function reads besides the API's: the adapter's settings and the stream limit
+STREAM_ENV = {
+    "CAT_STREAM_LIMIT",
+    "AWS_LAMBDA_EXEC_WRAPPER",
+    "AWS_LWA_INVOKE_MODE",
+    "AWS_LWA_PORT",
+    "AWS_LWA_READINESS_CHECK_PATH",
+}
 # Every variable the template sets must be one functions/settings.py reads (or Powertools').
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED"}
 COMMON_ENV = {
@@ -247,6 +258,12 @@ def _expected_grants(
         | poll.get("IngestFunction", set()),
         "SyncFunction": read_origin | cache_rw | poll["SyncFunction"],
         "ComputeFunction": read_origin | cache_rw,
+        # the streaming front serves the same app, with the same grants
+        "StreamFunction": read_origin
+        | publish
+        | cache_rw
+        | stage
+        | {("sns:Publish", topic), ("lambda:InvokeFunction", compute_arn)},
     }
 
 
@@ -351,7 +368,7 @@ def test_http_api_routes_to_api_function_only(origin):
     perms = [
         p["Properties"]
         for p in _of_type(origin, "AWS::Lambda::Permission").values()
-        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com" and "HttpApi" in json.dumps(p["Properties"])
     ]
     assert perms and all(p["FunctionName"] == {"Ref": "ApiFunction"} for p in perms)
     url = Renderer(origin, {})(origin["Outputs"]["ApiUrl"]["Value"])
@@ -424,7 +441,7 @@ def test_every_event_source_is_a_queue_with_a_dlq_and_partial_batch_failures(whi
     # AWSLambdaSQSQueueExecutionRole (polling on every queue), SNS/S3 events are asynchronous.
     sam = load_template(TEMPLATE)["Resources"]
     kinds = {ev["Type"] for lid in FUNCTIONS for ev in (sam[lid]["Properties"].get("Events") or {}).values()}
-    assert kinds == {"HttpApi"}
+    assert kinds == {"HttpApi", "Api"}  # the two API fronts; nothing else is pushed
 
 
 @pytest.mark.parametrize("which", ["origin", "subscriber"])
@@ -489,7 +506,7 @@ def test_functions_runtime_layer_logs(origin):
         props = body["Properties"]
         assert props["Runtime"] in layer["Properties"]["CompatibleRuntimes"], lid
         assert props["Architectures"] == [{"Ref": "Architecture"}], lid
-        assert props["Layers"] == [{"Ref": layer_id}], lid
+        assert props["Layers"][0] == {"Ref": layer_id} and len(props["Layers"]) == (2 if lid == "StreamFunction" else 1), lid
         assert props["TracingConfig"] == {"Mode": {"Ref": "Tracing"}}, lid
         group = origin["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]["Properties"]
         assert group["RetentionInDays"] == 30, lid
@@ -506,6 +523,8 @@ def test_handlers_exist():
     sam = load_template(TEMPLATE)
     for lid in FUNCTIONS:
         handler = sam["Resources"][lid]["Properties"]["Handler"]
+        if handler.endswith(".sh"):  # a script the Lambda Web Adapter runs: test_template_stream.py
+            continue
         module, _, attr = handler.rpartition(".")
         path = ROOT / Path(*module.split(".")).with_suffix(".py")
         assert path.is_file(), f"{lid}: {handler} -> {path.relative_to(ROOT)} does not exist"
@@ -527,7 +546,7 @@ def test_environment_matches_settings(origin):
     }
     for lid in FUNCTIONS:
         env = _env(origin, lid)
-        expected = COMMON_ENV | (API_ENV if lid == "ApiFunction" else set())
+        expected = COMMON_ENV | (API_ENV if lid in FRONTS else set()) | (STREAM_ENV if lid == "StreamFunction" else set())
         assert set(env) == expected, lid
         assert {k for k in env if k.startswith("CAT_")} <= read_by_settings, lid
         values = render(env)
@@ -560,7 +579,7 @@ def test_origin_policies_are_exact(origin, fn):
     assert _grants(origin, fn, {}) == expected[fn]
 
 
-@pytest.mark.parametrize("fn", ["ApiFunction", "SyncFunction", "ComputeFunction"])
+@pytest.mark.parametrize("fn", ["ApiFunction", "SyncFunction", "ComputeFunction", "StreamFunction"])
 def test_subscriber_policies_are_exact(subscriber, fn):
     render = Renderer(subscriber, SUB_PARAMS)
     expected = _expected_grants(
@@ -663,6 +682,7 @@ def test_subscriber_follows_the_origin(subscriber):
     outputs = subscriber["Outputs"]
     assert set(outputs) == {
         "ApiUrl",
+        "StreamApiUrl",
         "OriginBucketName",
         "CacheBucketName",
         "FollowedTopicArn",
@@ -676,6 +696,7 @@ def test_subscriber_follows_the_origin(subscriber):
 def test_origin_outputs(origin):
     assert set(origin["Outputs"]) == {
         "ApiUrl",
+        "StreamApiUrl",
         "OriginBucketName",
         "CacheBucketName",
         "IngestBucketName",
@@ -818,6 +839,7 @@ def test_local_plan_names():
         "ingest": "functions.handlers.ingest.handler",
         "sync": "functions.handlers.sync.handler",
         "compute": "functions.handlers.compute.handler",
+        "stream": "run.sh",
     }
 
 
@@ -871,7 +893,8 @@ def test_local_plan_matches_the_translated_template(origin):
     assert plan.handlers["api"] == fns[api_id]["Properties"]["Handler"]
     compute_id = _env(origin, api_id)["CAT_COMPUTE_FUNCTION"]["Ref"]
     assert plan.handlers["compute"] == fns[compute_id]["Properties"]["Handler"]
-    assert set(fns) == {api_id, compute_id, polled[sync_queue], polled[ingest_queue]}
+    assert plan.handlers["stream"] == fns["StreamFunction"]["Properties"]["Handler"]
+    assert set(fns) == {api_id, compute_id, polled[sync_queue], polled[ingest_queue], "StreamFunction"}
 
 
 def _mutated(tmp_path: Path, change) -> Path:

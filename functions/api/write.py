@@ -245,7 +245,9 @@ def upload_commit(
 @router.get("/limits", summary="Size limits of this API (and the caller's @personal usage)")
 def limits(request: Request, who: Caller, writes: Writes) -> dict:
     """Bytes: ``payload_limit`` (bigger uploads must use /api/upload-url), ``max_upload_bytes``,
-    ``user_quota_bytes``, ``response_limit``; with a login also ``personal_bytes`` in use.
+    ``user_quota_bytes``, ``response_limit`` (buffered answers), ``stream_limit`` (streamed
+    answers past it; 0 = this front does not stream); with a login also ``personal_bytes``.
+    Anonymous, it reads settings only: the streaming function's readiness probe.
     """
     settings = services_of(request).settings
     out = {
@@ -253,6 +255,7 @@ def limits(request: Request, who: Caller, writes: Writes) -> dict:
         "max_upload_bytes": settings.max_upload_bytes,
         "user_quota_bytes": settings.user_quota_bytes,
         "response_limit": settings.response_limit,
+        "stream_limit": settings.stream_limit,
     }
     if who.authenticated:
         out["personal_bytes"] = writes.usage(resolve("@personal", who))
