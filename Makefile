@@ -24,7 +24,7 @@ CATERVA2_TESTS := caterva2[tests]==2026.9.2
 # Options of python -m infra.conformance, e.g. CONF_ARGS="--modules test_api --modes login"
 CONF_ARGS ?=
 
-.PHONY: run test lint bench bench-smoke example tomo clean help browser conformance
+.PHONY: run test lint bench bench-smoke bench-writes example tomo clean help browser conformance
 
 help:
 	@echo "make run [PORT=8000] [ARGS=...]  start moto + two regional APIs serving root-example;"
@@ -34,6 +34,7 @@ help:
 	@echo "make browser           install Debian's chromium for the web UI's browser tests (root + apt)"
 	@echo "make bench             benchmarks (writes bench/results/<date>-<commit>.json)"
 	@echo "make bench-smoke       the benchmarks on tiny data, once (no install; /tmp/bench-smoke.json)"
+	@echo "make bench-writes      copy/move/remove/compute=True latencies through caterva2.Client"
 	@echo "make conformance       Caterva2's own test suite against the local stack, both modes (CONF_ARGS=...)"
 	@echo "make example           regenerate the tracked root-example/ (small datasets)"
 	@echo "make tomo              build $(TOMO_ROOT): root-example + the 64 MiB tomography stack"
@@ -95,6 +96,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-writes: $(STAMP)
+	$(BIN)/python -m bench.write_latency --repeat 5 --out bench/results/write-latency-$$(date +%F).json
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench --quick --no-install --out /tmp/bench-smoke.json
