@@ -305,7 +305,7 @@ class ChunkWrites:
             vlmeta = {**manifest.content.vlmeta, FILL_STATE: PUBLISHED, PUBLISHED_URL: url}
             if vlmeta == manifest.content.vlmeta:
                 return
-            content = dataclasses.replace(manifest.content, vlmeta=vlmeta)
+            content = _content(manifest.content, vlmeta=vlmeta)
             try:
                 result = self.publisher.publish(
                     loc.root, loc.rel, Loaded(content, [None] * len(content.refs)), expect_version=version
@@ -333,5 +333,17 @@ def _with_chunk(content: Content, nchunk: int, ref: ChunkRef) -> tuple[Content, 
         # version it read, so of two that both see the array complete one loses
         vlmeta[FILL_STATE] = PUBLISHING
     cbytes = content.cbytes - content.refs[nchunk].size + ref.size
-    new = dataclasses.replace(content, vlmeta=vlmeta, cbytes=cbytes, refs=refs)
+    new = _content(content, vlmeta=vlmeta, cbytes=cbytes, refs=refs)
     return new, Progress(nchunk, written, nchunks, vlmeta.get(FILL_STATE, FILLING), publish)
+
+
+def _content(old: Content, **changed) -> Content:
+    """*old* with *changed* fields, built field by field rather than copied.
+
+    Deliberately not ``dataclasses.replace``: anything else a manifest comes to
+    carry about the frame it was loaded from (its bytes outside the chunks, say)
+    describes the uploaded frame, and a written slot makes that stale.
+    """
+    fields = {"kind": old.kind, "geometry": old.geometry, "vlmeta": old.vlmeta}
+    fields.update(cbytes=old.cbytes, refs=old.refs)
+    return Content(**{**fields, **changed})
