@@ -222,8 +222,8 @@ def test_several_writers_fill_one_array_through_blosc2(api_url, user, tmp_path):
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=NCHUNKS) as pool:
         answers = list(pool.map(fill, range(NCHUNKS)))
-    assert sorted(a["written"] for a in answers) == list(range(1, NCHUNKS + 1))
-    assert [a["state"] for a in answers].count("publishing") == 1  # the one that completed it
+    assert max(a["written"] for a in answers) == NCHUNKS  # claims are committed together
+    assert "publishing" in [a["state"] for a in answers]  # the commit that completed it said so
     np.testing.assert_array_equal(values(api_url, user, path), np.repeat(np.arange(NCHUNKS, dtype=DTYPE), 1000))
     remote = blosc2.C2Array(path, urlbase=api_url, auth_token=user.cookie)
     with pytest.raises(blosc2.ChunkAlreadyWritten):

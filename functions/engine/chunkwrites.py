@@ -7,12 +7,17 @@ are the array's *slots*.  ``POST /api/chunk/{path}?nchunk=N`` writes one slot:
 
 1. the chunk is checked against the array's geometry (decompressed size,
    blocksize, typesize) and stored under its content address, as every chunk is;
-2. a new manifest with the slot's reference replaced is committed **over the
-   version that was read** (``Publisher.publish(expect_version=...)``): the head's
-   conditional write is the compare-and-swap.  Of several writers racing for one
-   slot exactly one commits; the others find the head moved, read it again, see
-   the slot written and are refused (409).  Writers of different slots retry
-   until their own slot is in.
+2. the writer **claims** the slot by creating its marker,
+   ``f/<root>/<path>/<fill_nonce>/<N>`` (holding the chunk's reference), with a
+   conditional create (``If-None-Match``).  Of writers racing for one slot exactly
+   one creates it; the others are refused (409).  The very first write of an
+   array, which has no nonce yet, instead commits over the version it read (the
+   head's compare-and-swap decides between first writers the same way);
+3. the claimed slots are **folded** into the manifest: the writer commits every
+   claimed slot the manifest does not hold yet, over the version it read, until
+   the manifest holds its own.  A writer whose head write loses usually finds its
+   slot committed by the winner (a group commit), so many writers cost far fewer
+   commits than chunks.
 
 The fill's state lives in the array's own vlmeta, where every reader sees it:
 ``fill_nonce`` (written by the first chunk, never again), ``fill_state``
@@ -31,6 +36,7 @@ overlapping publishes write the same bytes and need no staging name or lock.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import tempfile
@@ -42,10 +48,18 @@ from pathlib import Path
 
 from catclient import wire
 from catclient.wire import human_bytes
-from functions.engine import validation
+from functions.engine import layout, validation
 from functions.engine.content import Loaded, decompressed_hash
-from functions.engine.errors import BadRequest, Conflict, DatasetNotFound, NotFound, QuotaExceeded, TooLarge
-from functions.engine.model import ChunkRef, Content, Kind, Manifest
+from functions.engine.errors import (
+    BadRequest,
+    Conflict,
+    DatasetNotFound,
+    NotFound,
+    PreconditionFailed,
+    QuotaExceeded,
+    TooLarge,
+)
+from functions.engine.model import ChunkRef, Content, Kind, Manifest, dumps
 from functions.engine.publish import Publisher, PublishResult, store_chunk
 from functions.engine.region import CacheStats, Region
 from functions.engine.spaces import Location
@@ -228,26 +242,98 @@ class ChunkWrites:
         except (RuntimeError, ValueError) as exc:
             raise BadRequest(f"the chunk does not decompress: {exc}") from None
         self._check_quota(loc, len(chunk))
-        stored = False
+        _refuse_written(manifest, nchunk, loc)
+        if ref.digest:  # stored before anything names it
+            store_chunk(self.publisher.store, ref.digest, chunk)
+        nonce = manifest.content.vlmeta.get(FILL_NONCE)
+        if nonce is None:
+            progress = self._first_write(loc, nchunk, ref, manifest, version)
+            if progress is not None:
+                return progress
+            manifest, _ = self._current(loc)  # another first write gave the array its nonce
+            nonce = manifest.content.vlmeta[FILL_NONCE]
+        self._claim(loc, nonce, nchunk, ref)
+        return self._fold(loc, nonce, nchunk, ref)
+
+    def _first_write(
+        self, loc: Location, nchunk: int, ref: ChunkRef, manifest: Manifest, version: int
+    ) -> Progress | None:
+        """The write that gives the array its nonce, committed over the version read; None if
+        another first write won meanwhile (the caller then claims its slot like any other).
+        """
         for attempt in range(MAX_WRITE_ATTEMPTS):
             _backoff(attempt)
             if attempt:
                 manifest, version = self._current(loc)
-            if not is_unwritten(manifest.refs[nchunk]):
-                raise Conflict(f"chunk {nchunk} of {loc.path} was already written")
-            if ref.digest and not stored:  # once, before the first commit that names it
-                store_chunk(self.publisher.store, ref.digest, chunk)
-                stored = True
-            content, progress = _with_chunk(manifest.content, nchunk, ref)
-            try:
-                result = self.publisher.publish(
-                    loc.root, loc.rel, Loaded(content, [None] * nchunks), expect_version=version
-                )
-            except Conflict:
-                continue  # another write committed first: look again
-            self.settle(result)
-            return progress
+                if FILL_NONCE in manifest.content.vlmeta:
+                    return None
+                _refuse_written(manifest, nchunk, loc)
+            progress = self._commit(loc, manifest, version, {nchunk: ref}, nchunk)
+            if progress is not None:
+                return progress
         raise Conflict(f"{loc.path} kept changing under the write of chunk {nchunk}; retry")
+
+    def _claim(self, loc: Location, nonce: str, nchunk: int, ref: ChunkRef) -> None:
+        """Win slot *nchunk* with a conditional create of its marker; 409 when another writer has it."""
+        key = layout.fill_marker_key(loc.root, loc.rel, nonce, nchunk)
+        try:
+            body = dumps(ref.to_json())
+            self.publisher.store.put(key, body, if_none_match=True, content_type="application/json")
+        except PreconditionFailed:
+            raise Conflict(f"chunk {nchunk} of {loc.path} was already written") from None
+
+    def _fold(self, loc: Location, nonce: str, nchunk: int, ref: ChunkRef) -> Progress:
+        """Commit every claimed slot the manifest does not hold yet, until it holds this one.
+
+        A group commit: whichever writer's conditional write of the head wins takes
+        the claims of the writers racing it along, so they find their slot in when
+        they look again instead of each paying a commit of its own.
+        """
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            _backoff(attempt)
+            manifest, version = self._current(loc)
+            if manifest.content.vlmeta.get(FILL_NONCE) != nonce:
+                raise Conflict(f"{loc.path} was replaced by another array during the write; write it again")
+            held = manifest.refs[nchunk]
+            if held.identity == ref.identity:
+                return _progress(manifest.content, nchunk, publish=False)  # folded in by another writer
+            if not is_unwritten(held):
+                raise Conflict(f"chunk {nchunk} of {loc.path} was already written")
+            pending = {nchunk: ref, **self._pending(loc, nonce, manifest)}
+            progress = self._commit(loc, manifest, version, pending, nchunk)
+            if progress is not None:
+                return progress
+        raise Conflict(f"{loc.path} kept changing under the write of chunk {nchunk}; retry")
+
+    def _pending(self, loc: Location, nonce: str, manifest: Manifest) -> dict[int, ChunkRef]:
+        """Claimed slots *manifest* does not hold yet (markers of slots it holds are not read)."""
+        prefix = layout.fill_marker_key(loc.root, loc.rel, nonce, 0).rpartition("/")[0] + "/"
+        out = {}
+        for key in self.publisher.store.list(prefix):
+            tail = key[len(prefix) :]
+            if not tail.isdigit() or int(tail) >= len(manifest.refs):
+                continue
+            n = int(tail)
+            if is_unwritten(manifest.refs[n]):
+                try:
+                    out[n] = ChunkRef.from_json(json.loads(self.publisher.store.get(key).data))
+                except NotFound:
+                    continue  # removed once the array was published
+        return out
+
+    def _commit(
+        self, loc: Location, manifest: Manifest, version: int, updates: dict[int, ChunkRef], nchunk: int
+    ) -> Progress | None:
+        """Commit *updates* over *version*; the progress of slot *nchunk*, or None if the head moved."""
+        content, publish = _with_chunks(manifest.content, updates)
+        try:
+            result = self.publisher.publish(
+                loc.root, loc.rel, Loaded(content, [None] * len(content.refs)), expect_version=version
+            )
+        except Conflict:
+            return None  # another write committed first: look again
+        self.settle(result)
+        return _progress(content, nchunk, publish=publish)
 
     # ------------------------------------------------------------------ publish
 
@@ -313,28 +399,57 @@ class ChunkWrites:
             except Conflict:
                 continue
             self.settle(result)
+            self._forget_claims(loc, vlmeta.get(FILL_NONCE))
             return
         raise Conflict(f"{loc.path} kept changing while its publish was recorded; retry")
 
+    def _forget_claims(self, loc: Location, nonce: str | None) -> None:
+        """Remove the slot markers of a published array: every slot is in its manifest now.
 
-def _with_chunk(content: Content, nchunk: int, ref: ChunkRef) -> tuple[Content, Progress]:
-    """*content* with slot *nchunk* holding *ref*, its fill state advanced; and the progress."""
-    refs = content.refs[:nchunk] + (ref,) + content.refs[nchunk + 1 :]
-    written, nchunks = written_count(refs), len(refs)
+        Once, by the publish that recorded ``published``; best effort (a marker left
+        behind is a few bytes, and no write can use it: every slot reads as written).
+        """
+        if not nonce:
+            return
+        prefix = layout.fill_marker_key(loc.root, loc.rel, nonce, 0).rpartition("/")[0] + "/"
+        for key in list(self.publisher.store.list(prefix)):
+            try:
+                self.publisher.store.delete(key)
+            except Exception:  # noqa: BLE001 - litter, not data: the array is published either way
+                return
+
+
+def _refuse_written(manifest: Manifest, nchunk: int, loc: Location) -> None:
+    if not is_unwritten(manifest.refs[nchunk]):
+        raise Conflict(f"chunk {nchunk} of {loc.path} was already written")
+
+
+def _with_chunks(content: Content, updates: dict[int, ChunkRef]) -> tuple[Content, bool]:
+    """*content* with the slots of *updates* written, its fill state advanced; and whether
+    this is the commit that completed the fill (and so owes the array its publish).
+    """
+    refs = list(content.refs)
+    cbytes = content.cbytes
+    for n, ref in updates.items():
+        cbytes += ref.size - refs[n].size
+        refs[n] = ref
     vlmeta = dict(content.vlmeta)
     if FILL_NONCE not in vlmeta:
         # What names *this* array against another that comes to sit at the same
         # path with the same size: written by the first chunk, never again
         vlmeta[FILL_NONCE] = uuid.uuid4().hex
         vlmeta[FILL_STATE] = FILLING
-    publish = written == nchunks and vlmeta.get(FILL_STATE, FILLING) == FILLING
+    publish = written_count(refs) == len(refs) and vlmeta.get(FILL_STATE, FILLING) == FILLING
     if publish:
-        # Exactly one writer makes this move: the commit is conditional on the
-        # version it read, so of two that both see the array complete one loses
+        # Exactly one commit makes this move: it is conditional on the version it
+        # read, so of two that both see the array complete one loses and looks again
         vlmeta[FILL_STATE] = PUBLISHING
-    cbytes = content.cbytes - content.refs[nchunk].size + ref.size
-    new = _content(content, vlmeta=vlmeta, cbytes=cbytes, refs=refs)
-    return new, Progress(nchunk, written, nchunks, vlmeta.get(FILL_STATE, FILLING), publish)
+    return _content(content, vlmeta=vlmeta, cbytes=cbytes, refs=tuple(refs)), publish
+
+
+def _progress(content: Content, nchunk: int, *, publish: bool) -> Progress:
+    state = content.vlmeta.get(FILL_STATE, FILLING)
+    return Progress(nchunk, written_count(content.refs), len(content.refs), state, publish)
 
 
 def _content(old: Content, **changed) -> Content:
