@@ -199,18 +199,24 @@ def test_writes_that_are_not_into_a_laid_out_array_of_the_caller_are_refused(sta
     assert httpx.post(f"{api_url}/api/publish/{escape}", headers=user.headers).status_code == 400
 
 
-def test_racing_writers_for_one_slot_leave_exactly_one_winner(api_url, user, tmp_path):
-    path = lay_out(api_url, user, tmp_path, "race")
+@pytest.mark.parametrize("first", [False, True], ids=["first-write", "slot-claim"])
+@pytest.mark.parametrize("same", [False, True], ids=["different-bytes", "same-bytes"])
+def test_racing_writers_for_one_slot_leave_exactly_one_winner(api_url, user, tmp_path, first, same):
+    """8 writers, one slot: the array's first write (decided by the head's CAS) or a later
+    one (decided by the slot marker's conditional create), with equal or different chunks."""
+    path = lay_out(api_url, user, tmp_path, f"race-{int(first)}{int(same)}")
+    if first:
+        write(api_url, user, path, 0, chunk_of(1)).raise_for_status()
 
     def attempt(value: int) -> int:
-        return write(api_url, user, path, 2, chunk_of(value)).status_code
+        return write(api_url, user, path, 2, chunk_of(10 if same else value)).status_code
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(attempt, range(10, 18)))
     assert sorted(statuses) == [200] + [409] * 7, statuses
     stored = np.unique(values(api_url, user, path)[2000:3000])
     assert len(stored) == 1 and 10 <= stored[0] < 18
-    assert written(api_url, user, path) == [False, False, True, False, False]
+    assert written(api_url, user, path) == [first, False, True, False, False]
 
 
 def test_several_writers_fill_one_array_through_blosc2(api_url, user, tmp_path):

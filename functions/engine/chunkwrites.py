@@ -251,7 +251,10 @@ class ChunkWrites:
             if progress is not None:
                 return progress
             manifest, _ = self._current(loc)  # another first write gave the array its nonce
-            nonce = manifest.content.vlmeta[FILL_NONCE]
+            _refuse_written(manifest, nchunk, loc)
+            nonce = manifest.content.vlmeta.get(FILL_NONCE)
+            if nonce is None:  # replaced meanwhile by an array never written to
+                raise Conflict(f"{loc.path} was replaced by another array during the write; write it again")
         self._claim(loc, nonce, nchunk, ref)
         return self._fold(loc, nonce, nchunk, ref)
 
@@ -265,9 +268,10 @@ class ChunkWrites:
             _backoff(attempt)
             if attempt:
                 manifest, version = self._current(loc)
+                # The slot first: the winner may have written this very slot, with these very bytes
+                _refuse_written(manifest, nchunk, loc)
                 if FILL_NONCE in manifest.content.vlmeta:
                     return None
-                _refuse_written(manifest, nchunk, loc)
             progress = self._commit(loc, manifest, version, {nchunk: ref}, nchunk)
             if progress is not None:
                 return progress
