@@ -25,6 +25,11 @@ The fill's state lives in the array's own vlmeta, where every reader sees it:
 after a publish, ``published_url``.  Which slots are written is the manifest
 itself (an uninitialised chunk is an unwritten slot; a chunk of zeros is not).
 
+The nonce names the markers, so a new layout uploaded at the same path starts from
+no claims.  A known limit: a frame re-uploaded at its own path while carrying the
+``fill_nonce`` of an unfinished fill there (a download of it, say) would have that
+fill's claims folded into its unwritten slots; a publish removes the claims.
+
 *Publishing* copies the finished array out as one contiguous frame object,
 ``p/<storage root>/<path>`` of the origin bucket (``published_url``, an
 ``s3://`` URL): what a byte-range reader of an object store wants.  The storage
