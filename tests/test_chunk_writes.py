@@ -355,3 +355,39 @@ def test_a_laid_out_array_stores_no_chunks(stack, api_url, user, tmp_path):
     assert meta["schunk"]["nchunks"] == 5000 and meta["schunk"]["cbytes"] <= 32 * 5000 + 1024
     answer = write(api_url, user, path, 4999, chunk_of(3)).json()
     assert answer == {"nchunk": 4999, "written": 1, "nchunks": 5000, "state": "filling"}
+
+
+def test_chunks_are_charged_to_the_quota_and_a_publish_is_bounded(stack, user, tmp_path):
+    """The same stack's services with a small quota and upload limit, served in-process."""
+    from fastapi.testclient import TestClient
+
+    from functions.api.app import create_app
+    from functions.services import Services
+
+    base = stack.regions[0].services
+    settings = base.settings.model_copy(update={"user_quota_bytes": 10_000, "max_upload_bytes": 6_000})
+    services = Services(settings, base.region, base.publisher, base.events, auth=base.auth, staging=base.staging)
+    rng = np.random.default_rng(7)
+
+    def noise() -> bytes:  # ~4 kB that does not compress
+        data = rng.integers(0, 2**31 - 1, CHUNKS[0], dtype=np.int32)
+        return blosc2.compress2(data, typesize=4, blocksize=BLOCKS[0] * 4)
+
+    local = tmp_path / "quota.b2nd"
+    blosc2.uninit(SHAPE, dtype=DTYPE, chunks=CHUNKS, blocks=BLOCKS, urlpath=str(local), mode="w")
+    with TestClient(create_app(services)) as client:
+        client.headers.update(user.headers)
+        for space in (f"@personal/quota-{RUN}", f"@shared/quota-{RUN}"):
+            resp = client.post(f"/api/upload/{space}/a.b2nd", files={"file": ("a.b2nd", local.read_bytes())})
+            assert resp.status_code == 200, resp.text
+        mine = f"@personal/quota-{RUN}/a.b2nd"
+        assert client.post(f"/api/chunk/{mine}", params={"nchunk": 0}, content=noise()).status_code == 200
+        assert client.post(f"/api/chunk/{mine}", params={"nchunk": 1}, content=noise()).status_code == 200
+        resp = client.post(f"/api/chunk/{mine}", params={"nchunk": 2}, content=noise())
+        assert resp.status_code == 413 and "quota" in resp.json()["detail"]
+        # @shared has no per-user quota; its filled array is over what a publish copies
+        shared = f"@shared/quota-{RUN}/a.b2nd"
+        for n in range(NCHUNKS):
+            client.post(f"/api/chunk/{shared}", params={"nchunk": n}, content=noise()).raise_for_status()
+        resp = client.post(f"/api/publish/{shared}")
+        assert resp.status_code == 413 and "a publish copies" in resp.json()["detail"]
