@@ -391,3 +391,16 @@ def test_chunks_are_charged_to_the_quota_and_a_publish_is_bounded(stack, user, t
             client.post(f"/api/chunk/{shared}", params={"nchunk": n}, content=noise()).raise_for_status()
         resp = client.post(f"/api/publish/{shared}")
         assert resp.status_code == 413 and "a publish copies" in resp.json()["detail"]
+
+
+def test_another_region_sees_the_written_slots(stack, api_url, user, tmp_path):
+    path = lay_out(api_url, user, tmp_path, "regions")
+    other = stack.regions[1].url
+    values(other, user, path)  # region 2 holds the layout now
+    write(api_url, user, path, 3, chunk_of(3)).raise_for_status()
+    deadline = time.monotonic() + 10
+    while not np.array_equal(values(other, user, path)[3000:4000], np.full(1000, 3, DTYPE)):
+        assert time.monotonic() < deadline, "region 2 never saw the written slot"
+        time.sleep(0.1)
+    # ... and refuses the slot there too: every region writes into the one origin
+    assert write(other, user, path, 3, chunk_of(4)).status_code == 409
