@@ -357,8 +357,9 @@ def test_a_laid_out_array_stores_no_chunks(stack, api_url, user, tmp_path):
     assert answer == {"nchunk": 4999, "written": 1, "nchunks": 5000, "state": "filling"}
 
 
-def test_chunks_are_charged_to_the_quota_and_a_publish_is_bounded(stack, user, tmp_path):
+def test_chunks_are_charged_to_the_quota_and_a_publish_is_bounded(stack, tmp_path):
     """The same stack's services with a small quota and upload limit, served in-process."""
+    user = User(stack, "quota")  # an empty @personal of its own
     from fastapi.testclient import TestClient
 
     from functions.api.app import create_app
