@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from functions.adapters.inprocess import LocalInvoker
 from functions.engine import compute
+from functions.engine.chunkwrites import ChunkWrites
 from functions.engine.compute import Coordinator
 from functions.engine.lazydata import LazyDatasets
 from functions.engine.limits import LoginLimiter
@@ -48,6 +49,7 @@ class Services:
     #: Superusers' administration of accounts; None without a user pool
     users: UserAdmin | None = field(init=False)
     url_loads: UrlLoads | None = field(init=False)
+    chunk_writes: ChunkWrites = field(init=False)
 
     def __post_init__(self) -> None:
         if self.invoker is None:
@@ -76,6 +78,15 @@ class Services:
             user_quota_bytes=self.settings.user_quota_bytes,
             staging=self.staging,
             presign_ttl=self.settings.presign_ttl,
+        )
+        self.chunk_writes = ChunkWrites(
+            self.publisher,
+            self.region,
+            self.writes.settle,
+            user_quota_bytes=self.settings.user_quota_bytes,
+            # Published frames live beside the data, under p/ (docs/wire.md, "Filling an array")
+            published_base=f"s3://{self.settings.origin_bucket or 'origin'}/",
+            max_publish_bytes=self.settings.max_upload_bytes,
         )
         self.login_limiter = LoginLimiter(self.settings.login_failures_per_minute, 60.0)
         self.users = UserAdmin(self.auth, self.settings.max_users) if self.auth is not None else None

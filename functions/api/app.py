@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 
 from catclient.wire import human_bytes
-from functions.api import auth, errors, lazy, openapi, read, users, write
+from functions.api import auth, chunkwrite, errors, lazy, openapi, read, users, write
 from functions.services import Services
 from functions.web import routes as web
 
@@ -89,6 +89,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(read.router)
     app.include_router(auth.router)
     app.include_router(write.router)
+    app.include_router(chunkwrite.router)
     app.include_router(lazy.router)
     app.include_router(users.router)
     web.install(app)

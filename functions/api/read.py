@@ -67,9 +67,14 @@ def list_(path: str, request: Request, who: Caller) -> list[str]:
 
 
 @router.get("/info/{path:path}", summary="Metadata of a dataset, file or directory")
-def info(path: str, request: Request, who: Caller) -> dict:
-    """Caterva2's metadata JSON."""
-    return _reads(request).info(resolve(path, who), who)
+def info(path: str, request: Request, response: Response, who: Caller) -> dict:
+    """Caterva2's metadata JSON; a dataset's answer carries an ``ETag`` naming its version."""
+    out = _reads(request).info(resolve(path, who), who)
+    if "version" in out and "mtime" in out:
+        # A version is committed once per path (a delete leaves a tombstone version), so the
+        # pair names one content: a chunk write that leaves the size alone still moves it
+        response.headers["ETag"] = f'"v{out["version"]}-{out["mtime"]}"'
+    return out
 
 
 def _fetch(request: Request, path: str, params: FetchParams, who: Principal, range_header: str | None):

@@ -31,3 +31,8 @@ def head_key(root: str, path: str) -> str:
 def catalog_key(root: str) -> str:
     """Key of a root's catalog (what ``list`` reads in one GET)."""
     return f"r/{root}.json"
+
+
+def fill_marker_key(root: str, path: str, nonce: str, nchunk: int) -> str:
+    """Key of the marker that claims slot *nchunk* of a laid-out array being filled (created once)."""
+    return f"f/{root}/{path}/{nonce}/{nchunk}"

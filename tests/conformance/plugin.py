@@ -86,6 +86,55 @@ def _mirror_before_requests(mirror: Mirror) -> None:
     httpx.Client.send = wrap(httpx.Client.send)
 
 
+def _mirror_published(services) -> None:
+    """Copy every frame a publish puts in the origin bucket into the reference's publish root.
+
+    The reference publishes a filled array to the directory its test configuration
+    names (``TEST_STATE_DIR/published``), and the tests look for it there; ours
+    PUTs it to ``p/<storage root>/<path>`` of the origin bucket.  After each
+    publish, the object is read back from the bucket and written into that
+    directory under the same key (to a temporary name, then renamed: a test
+    polling for it sees a whole frame or nothing).
+    """
+    import shutil
+
+    from caterva2.tests.services import TEST_STATE_DIR
+
+    from functions.engine.chunkwrites import PUBLISHED_PREFIX
+
+    base = pathlib.Path(TEST_STATE_DIR) / "published"
+    shutil.rmtree(base, ignore_errors=True)  # as the reference's fixtures start from a fresh state
+    writes = services.chunk_writes
+    publish = writes.publish
+
+    def publishing(loc):
+        url = publish(loc)
+        key = writes.published_key(loc)
+        target = base / key.removeprefix(PUBLISHED_PREFIX)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{target.name}.{threading.get_ident()}.tmp")
+        staging.write_bytes(writes.publisher.store.get(key).data)
+        os.replace(staging, target)
+        return url
+
+    writes.publish = publishing
+
+
+def _add_user(stack):
+    """``srv_utils.add_user`` for the tests that make a second user: into the stack's user pool."""
+
+    def add_user(username, password, is_superuser, state_dir=None):
+        from caterva2.client import BasicAuth
+
+        from functions.admin import admin_authenticator
+
+        admin = admin_authenticator(stack.resources["user_pool_id"], stack.endpoint_url)
+        admin.add_user(username, password, superuser=is_superuser)
+        return BasicAuth(username, password)
+
+    return add_user
+
+
 def _free_or_any(port: int) -> int:
     """*port* if nothing listens on it on 127.0.0.1, else 0 (any free port)."""
     import socket
@@ -126,6 +175,7 @@ class StackServices:
             # as the reference serves a root directory: an .h5 is a file (not also unfolded)
             publisher.publish_directory(root.name, pathlib.Path(root.source), unfold_hdf5=False)
         _mirror_before_requests(Mirror(self.stack.regions[0].services))
+        _mirror_published(self.stack.regions[0].services)
 
     def stop_all(self) -> None:
         """Stop the stack (APIs, dispatcher, moto)."""
@@ -161,6 +211,10 @@ def make_sub_user(services: StackServices):
     # The suite counts the pool's users (maxusers): its user is the only one, a superuser as there
     admin.remove_user(stack.config.demo_user)
     admin.add_user(*TEST_USER, superuser=True)
+    # A test that adds a user of its own (test_chunk_writes' second publisher) adds it here
+    import caterva2.services.srv_utils as srv_utils
+
+    srv_utils.add_user = _add_user(stack)
     return BasicAuth(*TEST_USER)
 
 
