@@ -247,7 +247,7 @@ def _expected_grants(
         fn: {(a, arn) for a in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")}
         for fn, arn in queues.items()
     }
-    return {
+    grants = {
         "ApiFunction": read_origin
         | publish
         | {("s3:PutObject", f"{o}/p/*"), ("s3:PutObject", f"{o}/f/*"), ("s3:DeleteObject", f"{o}/f/*")}
@@ -261,13 +261,9 @@ def _expected_grants(
         | poll.get("IngestFunction", set()),
         "SyncFunction": read_origin | cache_rw | poll["SyncFunction"],
         "ComputeFunction": read_origin | cache_rw,
-        # the streaming front serves the same app, with the same grants
-        "StreamFunction": read_origin
-        | publish
-        | cache_rw
-        | stage
-        | {("sns:Publish", topic), ("lambda:InvokeFunction", compute_arn)},
     }
+    grants["StreamFunction"] = grants["ApiFunction"]  # the same app behind the streaming front
+    return grants
 
 
 def _references(node) -> set[str]:
