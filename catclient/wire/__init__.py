@@ -26,14 +26,12 @@ from catclient.wire.assemble import (
     transport_cparams,
 )
 from catclient.wire.geometry import Geometry, cparams_from_dict, cparams_to_dict, dtype_from_str, dtype_to_str
+from catclient.wire.limits import MAX_SELECTION_BYTES, Limits, SelectionTooLarge
 from catclient.wire.plans import INLINE_CHUNK_MAX, decode_inline, encode_inline, iter_chunk_refs
 from catclient.wire.selection import (
-    MAX_SELECTION_BYTES,
     Fetch,
-    Limits,
     PostStep,
     Selection,
-    SelectionTooLarge,
     parse_key,
     plan_chunks,
     read_frame,
