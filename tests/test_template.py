@@ -227,7 +227,7 @@ def _expected_grants(
 
     - S3Store.get / exists / presign_get -> s3:GetObject (HeadObject is authorised by it);
     - S3Store.put (chunks c/, manifests m/, heads h/, catalogs r/, roots.json) -> s3:PutObject;
-      the API also puts published frames of filled arrays (p/) and slot claims (f/, deleted
+      the API also puts published frames of filled arrays (p/) and slot claims (w/, deleted
       once the array is published);
     - S3Store.list, and telling a missing key (404) from a forbidden one (403) -> s3:ListBucket;
     - SnsSink (change events) -> sns:Publish; the API's compute call -> lambda:InvokeFunction;
@@ -250,7 +250,7 @@ def _expected_grants(
     grants = {
         "ApiFunction": read_origin
         | publish
-        | {("s3:PutObject", f"{o}/p/*"), ("s3:PutObject", f"{o}/f/*"), ("s3:DeleteObject", f"{o}/f/*")}
+        | {("s3:PutObject", f"{o}/p/*"), ("s3:PutObject", f"{o}/w/*"), ("s3:DeleteObject", f"{o}/w/*")}
         | cache_rw
         | stage
         | {("sns:Publish", topic), ("lambda:InvokeFunction", compute_arn)},

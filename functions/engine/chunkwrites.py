@@ -8,7 +8,7 @@ are the array's *slots*.  ``POST /api/chunk/{path}?nchunk=N`` writes one slot:
 1. the chunk is checked against the array's geometry (decompressed size,
    blocksize, typesize) and stored under its content address, as every chunk is;
 2. the writer **claims** the slot by creating its marker,
-   ``f/<root>/<path>/<fill_nonce>/<N>`` (holding the chunk's reference), with a
+   ``w/<root>/<path>/<fill_nonce>/<N>`` (holding the chunk's reference), with a
    conditional create (``If-None-Match``).  Of writers racing for one slot exactly
    one creates it; the others are refused (409).  The very first write of an
    array, which has no nonce yet, instead commits over the version it read (the

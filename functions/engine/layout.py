@@ -35,4 +35,4 @@ def catalog_key(root: str) -> str:
 
 def fill_marker_key(root: str, path: str, nonce: str, nchunk: int) -> str:
     """Key of the marker that claims slot *nchunk* of a laid-out array being filled (created once)."""
-    return f"f/{root}/{path}/{nonce}/{nchunk}"
+    return f"w/{root}/{path}/{nonce}/{nchunk}"
