@@ -176,8 +176,12 @@ class B2ZContainer(Container):
     kind = "b2z"
 
     def __init__(self, path: str) -> None:
+        import zipfile
+
         import blosc2
 
+        if not zipfile.is_zipfile(path):  # blosc2 would take anything for an empty store
+            raise ValueError("not a zip file")
         self.store = blosc2.DictStore(str(path), mode="r")
         self._leaves = sorted(self.store.keys())
         self._sizes = dict(getattr(self.store, "offsets", {}) or {})

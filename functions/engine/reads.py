@@ -26,6 +26,7 @@ from catclient import wire
 from catclient.wire import human_bytes
 from functions.engine import answers, expr, spaces
 from functions.engine.answers import AnswerLimits, Stream
+from functions.engine.containerreads import ContainerReads, Member, container_chunk_refused
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
 from functions.engine.hdf5 import groups
 from functions.engine.lazydata import LazyDatasets, MayRead
@@ -125,6 +126,23 @@ class ReadService:
         # X-Amz-Expires says; an hour stays well inside a Lambda role session
         self.presign_ttl = min(presign_ttl, MAX_PRESIGN_SECONDS)
         self.lazy = lazy
+        # members of stored .h5/.b2z files, read in place (functions/engine/containerreads.py)
+        self.containers = ContainerReads(region, max_read_nbytes=max_read_nbytes, sized=self._sized)
+
+    def _missing_member(self, loc: Location) -> Member | None:
+        """The container member *loc* names when no dataset has that path, else None."""
+        try:
+            if not loc.rel or loc.rel in self._entries(loc.root):
+                return None
+        except DatasetNotFound:
+            return None
+        return self._member(loc)
+
+    def _member(self, loc: Location) -> Member | None:
+        try:
+            return self.containers.member(loc)
+        except DatasetNotFound:
+            return None
 
     @property
     def response_limit(self) -> int:
@@ -174,7 +192,11 @@ class ReadService:
         if loc.rel in entries:
             return [posixpath.basename(loc.rel)]
         prefix = loc.rel.rstrip("/") + "/" if loc.rel else ""
-        return sorted(p[len(prefix) :] for p in entries if p.startswith(prefix))
+        below = sorted(p[len(prefix) :] for p in entries if p.startswith(prefix))
+        if not below and (member := self._member(loc)) is not None:
+            with self._as_user(loc, who):
+                return self.containers.list(member)
+        return below
 
     def info(self, loc: Location, who: Principal) -> dict:
         """Caterva2's metadata JSON for a dataset, file, directory or root, as *who* may see it."""
@@ -210,6 +232,8 @@ class ReadService:
         prefix = loc.rel.rstrip("/") + "/" if loc.rel else ""
         inside = [e for p, e in entries.items() if p.startswith(prefix)]
         if loc.rel and not inside:
+            if (member := self._member(loc)) is not None:
+                return self.containers.info(member)
             raise DatasetNotFound(loc.path)
         out = {
             "kind": "group",
@@ -260,6 +284,10 @@ class ReadService:
     def chunk(self, loc: Location, nchunk: int, stats: CacheStats, who: Principal) -> bytes | Stream:
         """One stored chunk, exactly as ``schunk.get_chunk(nchunk)`` returns it (computed for expressions)."""
         with self._as_user(loc, who):
+            if (member := self._missing_member(loc)) is not None:
+                return self.containers.chunk(member, nchunk)
+            if (refused := container_chunk_refused(loc)) is not None:
+                raise BadRequest(refused)
             m = self.manifest(loc)
             n = m.geometry.nchunks if m.kind == Kind.LAZY else len(m.refs)
             if not 0 <= nchunk < n:
@@ -273,6 +301,9 @@ class ReadService:
     def fetch(self, loc: Location, params: FetchParams, stats: CacheStats, who: Principal) -> bytes | Stream:
         """A cframe of the selection (whole datasets are re-framed without recompression)."""
         with self._as_user(loc, who):
+            if (member := self._missing_member(loc)) is not None:
+                return self.containers.fetch(member, params.slice_, field=params.field, filter=params.filter,
+                                             indices=params.indices)
             m = self.manifest(loc)
             if m.kind == Kind.LAZY:
                 return self._fetch_lazy(m, params, self._may_read(who))

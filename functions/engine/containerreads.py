@@ -1,0 +1,199 @@
+"""The read routes on container members: ``list``, ``info``, ``fetch`` and ``chunk`` of ``x.h5/g/a``.
+
+:class:`ContainerReads` finds whether a path lies inside a stored container file
+(:func:`~functions.engine.containers.split_container_path` over the root's catalog), opens
+the container at its current version and answers from it:
+
+- an HDF5 file is read through :class:`~functions.engine.hdf5.storedfile.StoredFile`:
+  only the stored chunks HDF5 touches are fetched (never the whole file);
+- a ``.b2z`` zip is opened by blosc2 from a local copy, made once per version and kept in
+  a small bounded cache of temporary files (a zip's directory sits at its end).
+
+Every selection is bounded before it is read (``max_read_nbytes``, the read budget) and its
+answer goes through the same answer limits as any fetch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import blosc2
+import numpy as np
+
+from catclient import wire
+from functions.engine.containers import (
+    H5_SUFFIXES,
+    B2ZContainer,
+    Container,
+    H5Container,
+    split_container_path,
+)
+from functions.engine.errors import BadRequest, NotFound, TooLarge
+from functions.engine.model import Kind, Manifest
+from functions.engine.region import CacheStats, Region
+from functions.engine.spaces import Location
+
+#: Local copies of .b2z containers kept (one per version); each is at most a stored file.
+KEEP_COPIES = 4
+#: What a chunk request on an HDF5 member (or on the container) says instead.
+_CHUNK_HINT = (
+    "HDF5 data is compressed by HDF5, not stored as Blosc2 chunks: "
+    "ask /api/fetch with a slice_ for exactly the region wanted"
+)
+
+
+@dataclass(frozen=True)
+class Member:
+    """A path inside a container: the container's location and manifest, and the inner key."""
+
+    container: Location
+    manifest: Manifest
+    inner: str
+
+
+class ContainerReads:
+    """Answers reads of container members from a :class:`Region`.
+
+    Parameters
+    ----------
+    region : Region
+        Where catalogs, manifests and chunks come from.
+    max_read_nbytes : int
+        Largest selection one fetch may read, bytes (0 = unbounded).
+    sized : callable
+        ``sized(body, what, hint)``: the answer limits every fetch goes through.
+
+    """
+
+    def __init__(self, region: Region, *, max_read_nbytes: int, sized: Callable) -> None:
+        self.region, self.max_read_nbytes, self._sized = region, max_read_nbytes, sized
+        self._copies: OrderedDict[tuple, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ finding
+
+    def member(self, loc: Location) -> Member | None:
+        """The container member *loc* names, or None when it is not inside one."""
+        if not loc.rel or "/" not in loc.rel:
+            return None
+        entries = self.region.catalog(loc.root).datasets
+        head, inner = split_container_path(loc.rel, lambda rel: rel in entries)
+        if inner is None:
+            return None
+        manifest = self.region.dataset(loc.root, head)
+        if manifest.kind != Kind.FILE:
+            return None  # a dataset named like a container (x.b2z as a .b2nd upload) has no members
+        return Member(loc.at(head), manifest, inner)
+
+    def _open(self, m: Member) -> Container:
+        geo = m.manifest.geometry
+        if m.container.rel.lower().endswith(H5_SUFFIXES):
+            from functions.engine.hdf5.storedfile import StoredFile
+
+            stored = StoredFile(int(geo.nbytes), int(geo.chunksize),
+                                lambda idx: self.region.chunks(m.manifest, idx, CacheStats()))
+            try:
+                return H5Container(stored)
+            except OSError as exc:
+                raise BadRequest(f"{m.container.path} is not a readable HDF5 file: {exc}") from None
+        try:
+            return B2ZContainer(self._local_copy(m))
+        except Exception as exc:  # noqa: BLE001 - a corrupt zip is the uploader's, answered 400
+            raise BadRequest(f"{m.container.path} is not a readable Blosc2 store: {exc}") from None
+
+    def _local_copy(self, m: Member) -> str:
+        key = (m.manifest.root, m.manifest.path, m.manifest.version)
+        with self._lock:
+            if key in self._copies:
+                self._copies.move_to_end(key)
+                return self._copies[key]
+        fd, path = tempfile.mkstemp(suffix=".b2z", prefix="cat-container-")
+        with os.fdopen(fd, "wb") as out:
+            n = len(m.manifest.refs)
+            for start in range(0, n, 8):  # 8 chunks (8 MiB) at a time, written as they come
+                got = self.region.chunks(m.manifest, range(start, min(n, start + 8)), CacheStats())
+                for i in range(start, min(n, start + 8)):
+                    out.write(blosc2.decompress2(got[i]))
+        with self._lock:
+            self._copies[key] = path
+            while len(self._copies) > KEEP_COPIES:
+                _, old = self._copies.popitem(last=False)
+                _remove(old)
+        return path
+
+    # ------------------------------------------------------------------ answers
+
+    def list(self, m: Member) -> list[str]:
+        """Leaves below the member relative to it; a leaf lists as its name; [] for nothing."""
+        with self._open(m) as c:
+            return c.list(m.inner)
+
+    def info(self, m: Member) -> dict:
+        """The member's metadata (a group's ``kind/nfiles/size``, a leaf's array metadata)."""
+        with self._open(m) as c:
+            return c.info(m.inner, mtime=m.manifest.mtime)
+
+    def fetch(self, m: Member, slice_: str | None, *, field=None, filter=None, indices=None):
+        """A cframe of the member's selection (``slice_`` only: the rest answers 400)."""
+        if field or filter or indices:
+            raise BadRequest(f"field, filter and indices are not supported on container members ({m.inner})")
+        with self._open(m) as c:
+            if not c.is_leaf(m.inner):
+                what = f"{m.container.path}{m.inner}"
+                raise BadRequest(f"{what} is a group: list it, or fetch one of its arrays")
+            arr = c.leaf(m.inner)
+            try:
+                key = wire.parse_slice(slice_, len(arr.shape))
+            except wire.SliceError as exc:
+                raise BadRequest(str(exc)) from None
+            self._check_budget(key, arr.shape, np.dtype(arr.dtype).itemsize)
+            values = np.asarray(arr[key] if key else arr[()])
+        body = blosc2.asarray(np.ascontiguousarray(values)).to_cframe()
+        return self._sized(body, f"the selection of {m.inner}", "ask for a smaller slice")
+
+    def chunk(self, m: Member, nchunk: int):
+        """A stored Blosc2 chunk of a ``.b2z`` leaf; HDF5 members hold none (400)."""
+        if m.container.rel.lower().endswith(H5_SUFFIXES):
+            raise BadRequest(_CHUNK_HINT)
+        with self._open(m) as c:
+            if not c.is_leaf(m.inner):
+                raise NotFound(f"no array {m.inner!r} in {m.container.path}")
+            leaf = c.leaf(m.inner)  # kept alive while its schunk is used (blosc2 frees it with the array)
+            nchunks = leaf.schunk.nchunks
+            if not 0 <= nchunk < nchunks:
+                raise BadRequest(f"nchunk {nchunk} is out of range: {m.inner} has {nchunks} chunk(s)")
+            body = leaf.schunk.get_chunk(nchunk)
+        return self._sized(body, f"chunk {nchunk} of {m.inner}", "read it through /api/fetch with a slice_")
+
+    def _check_budget(self, key: tuple, shape, itemsize: int) -> None:
+        if not self.max_read_nbytes:
+            return
+        nbytes = wire.selected_nbytes(key, shape, itemsize) if key else math.prod(shape) * itemsize
+        if nbytes > self.max_read_nbytes:
+            budget = wire.human_bytes(self.max_read_nbytes)
+            raise TooLarge(f"this selection spans {wire.human_bytes(nbytes)}, over the {budget} one read "
+                           "may take: ask for a smaller slice")
+
+    def close(self) -> None:
+        """Remove the local copies."""
+        with self._lock:
+            while self._copies:
+                _remove(self._copies.popitem()[1])
+
+
+def container_chunk_refused(loc: Location) -> str | None:
+    """The 400 detail for ``/api/chunk`` of a container file itself (.h5: no Blosc2 chunks), else None."""
+    return _CHUNK_HINT if loc.rel.lower().endswith(H5_SUFFIXES) else None
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,94 @@
+"""Container members over HTTP: an .h5 and a .b2z (TreeStore, DictStore) browsed in place.
+
+Published as plain files into a root of the session stack, then read through
+caterva2.Client and raw HTTP; every member is compared with the local object.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import blosc2
+import caterva2 as cat2
+import h5py
+import httpx
+import numpy as np
+import pytest
+
+from functions.engine.content import load_bytes
+from tests.test_containers import DATA
+
+ROOT = f"cont-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def published(stack, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("containers")
+    with h5py.File(tmp / "t.h5", "w") as f:
+        for key, value in DATA.items():
+            f.create_dataset(key, data=value)
+    tree = blosc2.TreeStore(str(tmp / "tree.b2z"), mode="w")
+    flat = blosc2.DictStore(str(tmp / "flat.b2z"), mode="w")
+    for key, value in DATA.items():
+        tree[key] = value
+        flat[key] = value
+    tree.close()
+    flat.close()
+    publisher = stack.regions[0].services.publisher
+    for name in ("t.h5", "tree.b2z", "flat.b2z"):
+        publisher.publish(ROOT, name, load_bytes(name, (tmp / name).read_bytes()))
+    return ("t.h5", "tree.b2z", "flat.b2z")
+
+
+@pytest.mark.parametrize("name", ["t.h5", "tree.b2z", "flat.b2z"])
+def test_members_list_describe_and_fetch_like_the_local_object(stack, published, name):
+    with cat2.Client(stack.api_url) as client:
+        assert client.get_list(f"{ROOT}/{name}/g") == ["a", "b"]
+        assert client.get_list(f"{ROOT}/{name}/g/a") == ["a"]
+        assert client.get_list(f"{ROOT}/{name}/does/not/exist") == []
+        group = client.get_info(f"{ROOT}/{name}/g")
+        assert group["kind"] == "group" and group["nfiles"] == 2
+        for key, want in DATA.items():
+            info = client.get_info(f"{ROOT}/{name}{key}")
+            assert tuple(info["shape"]) == want.shape, key
+            got = client.get_slice(f"{ROOT}/{name}{key}", as_blosc2=True)
+            assert np.array_equal(got[:], want), key
+        part = client.fetch(f"{ROOT}/{name}/big/noise", slice_=(slice(10, 20), slice(5, 9)))
+        assert np.array_equal(part, DATA["/big/noise"][10:20, 5:9])
+
+
+def test_members_refuse_what_does_not_apply(stack, published):
+    api = f"{stack.api_url}/api"
+    assert httpx.get(f"{api}/info/{ROOT}/t.h5/does/not/exist").status_code == 404
+    # a NUL never reaches blosc2: the path is refused as malformed
+    assert httpx.get(f"{api}/info/{ROOT}/tree.b2z/g/%00x").status_code in (400, 404)
+    resp = httpx.get(f"{api}/fetch/{ROOT}/t.h5/s/people", params={"filter": "x > 1"})
+    assert resp.status_code == 400 and "not supported" in resp.text
+    for path in ("t.h5/g/a", "t.h5"):  # HDF5 holds no Blosc2 chunks: fetch with slice_ instead
+        resp = httpx.get(f"{api}/chunk/{ROOT}/{path}", params={"nchunk": 0})
+        assert resp.status_code == 400 and "slice_" in resp.json()["detail"], path
+    resp = httpx.get(f"{api}/fetch/{ROOT}/tree.b2z/g", params={"slice_": "0"})
+    assert resp.status_code == 400  # a group is not an array
+
+
+def test_a_b2z_leaf_serves_its_stored_chunk(stack, published):
+    want = blosc2.asarray(DATA["/big/noise"])  # the TreeStore kept what blosc2 made of it
+    resp = httpx.get(f"{stack.api_url}/api/chunk/{ROOT}/tree.b2z/big/noise", params={"nchunk": 0})
+    assert resp.status_code == 200
+    chunk = np.frombuffer(blosc2.decompress2(resp.content), dtype=want.dtype)
+    assert chunk.size == int(np.prod(want.chunks))
+    assert np.array_equal(chunk.reshape(want.chunks)[: want.shape[0]], DATA["/big/noise"][: want.chunks[0]])
+
+
+def test_a_broken_container_answers_400_not_500(stack, published):
+    publisher = stack.regions[0].services.publisher
+    for name in ("junk.h5", "junk.b2z"):
+        publisher.publish(ROOT, name, load_bytes(name, b"not a container at all" * 100))
+    deadline = time.monotonic() + 10
+    while "junk.b2z" not in httpx.get(f"{stack.api_url}/api/list/{ROOT}").json():  # the catalog's TTL
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    for name in ("junk.h5", "junk.b2z"):
+        resp = httpx.get(f"{stack.api_url}/api/info/{ROOT}/{name}/g/a")
+        assert resp.status_code == 400 and "not a readable" in resp.json()["detail"], name
