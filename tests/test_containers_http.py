@@ -44,6 +44,11 @@ def published(stack, tmp_path_factory):
 @pytest.mark.parametrize("name", ["t.h5", "tree.b2z", "flat.b2z"])
 def test_members_list_describe_and_fetch_like_the_local_object(stack, published, name):
     with cat2.Client(stack.api_url) as client:
+        # the container itself lists (deep) and describes itself as its root group
+        assert client.get_list(f"{ROOT}/{name}") == sorted(k.lstrip("/") for k in DATA)
+        whole = client.get_info(f"{ROOT}/{name}")
+        assert whole["kind"] == "group" and whole["nfiles"] == len(DATA) and whole["size"] > 0
+        assert isinstance(client.get(ROOT)[name], cat2.client.Group)
         assert client.get_list(f"{ROOT}/{name}/g") == ["a", "b"]
         assert client.get_list(f"{ROOT}/{name}/g/a") == ["a"]
         assert client.get_list(f"{ROOT}/{name}/does/not/exist") == []

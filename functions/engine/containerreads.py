@@ -28,6 +28,7 @@ import numpy as np
 
 from catclient import wire
 from functions.engine.containers import (
+    CONTAINER_SUFFIXES,
     H5_SUFFIXES,
     B2ZContainer,
     Container,
@@ -79,11 +80,14 @@ class ContainerReads:
     # ------------------------------------------------------------------ finding
 
     def member(self, loc: Location) -> Member | None:
-        """The container member *loc* names, or None when it is not inside one."""
-        if not loc.rel or "/" not in loc.rel:
+        """The container member *loc* names (``/`` for a container file itself), or None."""
+        if not loc.rel:
             return None
         entries = self.region.catalog(loc.root).datasets
-        head, inner = split_container_path(loc.rel, lambda rel: rel in entries)
+        if loc.rel.lower().endswith(CONTAINER_SUFFIXES) and loc.rel in entries:
+            head, inner = loc.rel, "/"
+        else:
+            head, inner = split_container_path(loc.rel, lambda rel: rel in entries)
         if inner is None:
             return None
         manifest = self.region.dataset(loc.root, head)

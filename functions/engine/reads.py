@@ -190,6 +190,9 @@ class ReadService:
                 return []
             raise
         if loc.rel in entries:
+            if (member := self._member(loc)) is not None:  # a container lists its members
+                with self._as_user(loc, who):
+                    return self.containers.list(member)
             return [posixpath.basename(loc.rel)]
         prefix = loc.rel.rstrip("/") + "/" if loc.rel else ""
         below = sorted(p[len(prefix) :] for p in entries if p.startswith(prefix))
@@ -220,6 +223,8 @@ class ReadService:
                 manifest = self.region.dataset(loc.root, loc.rel)
             except DatasetNotFound:
                 manifest = None
+            if manifest is not None and manifest.kind == Kind.FILE and (member := self._member(loc)):
+                return self.containers.info(member)  # a container file shows as its root group
             if manifest is not None:
                 if manifest.kind == Kind.LAZY and self.lazy is not None:
                     # Authorised like a read: its expression and operands say what it reads
