@@ -97,3 +97,43 @@ def test_a_broken_container_answers_400_not_500(stack, published):
     for name in ("junk.h5", "junk.b2z"):
         resp = httpx.get(f"{stack.api_url}/api/info/{ROOT}/{name}/g/a")
         assert resp.status_code == 400 and "not a readable" in resp.json()["detail"], name
+
+
+@pytest.fixture(scope="module")
+def table(stack, tmp_path_factory):
+    from dataclasses import dataclass
+
+    @dataclass
+    class Row:
+        x: int = blosc2.field(blosc2.int32())
+        y: str = blosc2.field(blosc2.string(max_length=20))
+
+    path = tmp_path_factory.mktemp("ctable") / "t.b2z"
+    t = blosc2.CTable(Row, urlpath=str(path), mode="w", compact=True)
+    for i in range(5):
+        t.append((i, f"v{i}"))
+    t.close()
+    stack.regions[0].services.publisher.publish(ROOT, "table.b2z", load_bytes("table.b2z", path.read_bytes()))
+    return [(i, f"v{i}") for i in range(5)]
+
+
+def test_a_ctable_is_one_dataset_with_rows(stack, published, table):
+    with cat2.Client(stack.api_url) as client:
+        info = client.get_info(f"{ROOT}/table.b2z")
+        assert info["kind"] == "ctable" and info["nrows"] == 5 and info["columns"] == ["x", "y"]
+        assert info["dtypes"]["x"] == "int32" and info["cbytes"] > 0
+        assert client.get_list(f"{ROOT}/table.b2z") == ["table.b2z"]  # not a tree of its storage
+        assert isinstance(client.get(ROOT)["table.b2z"], cat2.client.Table)
+        whole = client.get_slice(f"{ROOT}/table.b2z", as_blosc2=True)
+        assert isinstance(whole, blosc2.CTable) and [tuple(r) for r in whole[:]] == table
+        part = client.get_slice(f"{ROOT}/table.b2z", slice(1, 3), as_blosc2=True)
+        assert [tuple(r) for r in part[:]] == table[1:3]
+        last = client.get_slice(f"{ROOT}/table.b2z", -1, as_blosc2=True)
+        assert [tuple(r) for r in last[:]] == table[-1:]
+        tail = client.get_slice(f"{ROOT}/table.b2z", slice(-2, None), as_blosc2=True)
+        assert [tuple(r) for r in tail[:]] == table[-2:]
+    api = f"{stack.api_url}/api"
+    resp = httpx.get(f"{api}/chunk/{ROOT}/table.b2z", params={"nchunk": 0})
+    assert resp.status_code == 400 and "table" in resp.json()["detail"]
+    assert httpx.get(f"{api}/fetch/{ROOT}/table.b2z", params={"slice_": "7"}).status_code == 400
+    assert httpx.get(f"{api}/fetch/{ROOT}/table.b2z", params={"slice_": "0:4:2"}).status_code == 400

@@ -15,6 +15,7 @@ answer goes through the same answer limits as any fetch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -27,7 +28,9 @@ import blosc2
 import numpy as np
 
 from catclient import wire
+from catclient.wire import dtype_to_str
 from functions.engine.containers import (
+    B2Z_SUFFIXES,
     CONTAINER_SUFFIXES,
     H5_SUFFIXES,
     B2ZContainer,
@@ -93,6 +96,9 @@ class ContainerReads:
         manifest = self.region.dataset(loc.root, head)
         if manifest.kind != Kind.FILE:
             return None  # a dataset named like a container (x.b2z as a .b2nd upload) has no members
+        if (table := self.table(loc.at(head), manifest)) is not None:
+            _close(table)
+            return None  # a CTable is one dataset (rows and columns), not a tree of members
         return Member(loc.at(head), manifest, inner)
 
     def _open(self, m: Member) -> Container:
@@ -175,6 +181,68 @@ class ContainerReads:
             body = leaf.schunk.get_chunk(nchunk)
         return self._sized(body, f"chunk {nchunk} of {m.inner}", "read it through /api/fetch with a slice_")
 
+    # ------------------------------------------------------------------ CTables
+
+    def table(self, loc: Location, manifest: Manifest):
+        """The CTable a stored ``.b2z`` file holds, or None (a TreeStore/DictStore, or no zip)."""
+        if manifest.kind != Kind.FILE or not loc.rel.lower().endswith(B2Z_SUFFIXES):
+            return None
+        path = self._local_copy(Member(loc, manifest, "/"))
+        try:
+            opened = blosc2.open(path, mode="r")
+        except Exception:  # noqa: BLE001 - not a Blosc2 store at all: a plain file
+            return None
+        if isinstance(opened, blosc2.CTable):
+            return opened
+        _close(opened)
+        return None
+
+    @staticmethod
+    def table_info(table, manifest: Manifest) -> dict:
+        """Caterva2's ``info`` of a CTable: ``kind``, ``nrows``, columns and their dtypes, sizes."""
+        try:
+            return ContainerReads._table_info(table, manifest)
+        finally:
+            _close(table)
+
+    @staticmethod
+    def _table_info(table, manifest: Manifest) -> dict:
+        columns = list(table.col_names)
+        dtypes = {}
+        for name in columns:
+            with contextlib.suppress(Exception):  # a computed or object column has no plain dtype
+                dtypes[name] = dtype_to_str(np.dtype(table[name].dtype))
+        return {"kind": "ctable", "nrows": len(table), "ncols": len(columns), "columns": columns,
+                "dtypes": dtypes, "cbytes": int(table.cbytes), "nbytes": int(table.nbytes),
+                "cratio": table.nbytes / table.cbytes if table.cbytes else 0.0,
+                "chunks": list(table.chunks) if table.chunks else [], "size": int(manifest.geometry.nbytes),
+                "mtime": manifest.mtime}
+
+    def table_fetch(self, table, slice_: str | None, path: str):
+        """A CTable cframe of the rows *slice_* names (one index, negative ones too, or a slice)."""
+        try:
+            return self._table_fetch(table, slice_, path)
+        finally:
+            _close(table)
+
+    def _table_fetch(self, table, slice_: str | None, path: str):
+        n = len(table)
+        try:
+            key = wire.parse_slice(slice_, 1)
+        except wire.SliceError as exc:
+            raise BadRequest(str(exc)) from None
+        rows = key[0] if key else slice(None)
+        if isinstance(rows, int | np.integer):
+            index = int(rows) + (n if rows < 0 else 0)
+            if not 0 <= index < n:
+                raise BadRequest(f"row {rows} is out of range: {path} has {n} row(s)")
+            rows = slice(index, index + 1)
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise BadRequest(f"a table is fetched by rows: one index or a start:stop slice ({path})")
+        start, stop, _ = rows.indices(n)
+        body = table[start:max(start, stop)].to_cframe()
+        return self._sized(body, f"rows {start}:{stop} of {path}", "ask for fewer rows")
+
     def _check_budget(self, key: tuple, shape, itemsize: int) -> None:
         if not self.max_read_nbytes:
             return
@@ -194,6 +262,13 @@ class ContainerReads:
 def container_chunk_refused(loc: Location) -> str | None:
     """The 400 detail for ``/api/chunk`` of a container file itself (.h5: no Blosc2 chunks), else None."""
     return _CHUNK_HINT if loc.rel.lower().endswith(H5_SUFFIXES) else None
+
+
+def _close(opened) -> None:
+    close = getattr(opened, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
 
 
 def _remove(path: str) -> None:

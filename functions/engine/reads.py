@@ -223,6 +223,8 @@ class ReadService:
                 manifest = self.region.dataset(loc.root, loc.rel)
             except DatasetNotFound:
                 manifest = None
+            if manifest is not None and (table := self.containers.table(loc, manifest)) is not None:
+                return self.containers.table_info(table, manifest)
             if manifest is not None and manifest.kind == Kind.FILE and (member := self._member(loc)):
                 return self.containers.info(member)  # a container file shows as its root group
             if manifest is not None:
@@ -294,6 +296,9 @@ class ReadService:
             if (refused := container_chunk_refused(loc)) is not None:
                 raise BadRequest(refused)
             m = self.manifest(loc)
+            if (table := self.containers.table(loc, m)) is not None:
+                table.close()
+                raise BadRequest(f"{loc.path} is a table (CTable): fetch rows with /api/fetch and slice_")
             n = m.geometry.nchunks if m.kind == Kind.LAZY else len(m.refs)
             if not 0 <= nchunk < n:
                 raise BadRequest(f"nchunk {nchunk} is out of range: {loc.rel} has {n} chunk(s) (0..{n - 1})")
@@ -310,6 +315,8 @@ class ReadService:
                 return self.containers.fetch(member, params.slice_, field=params.field, filter=params.filter,
                                              indices=params.indices)
             m = self.manifest(loc)
+            if (table := self.containers.table(loc, m)) is not None:
+                return self.containers.table_fetch(table, params.slice_, loc.path)
             if m.kind == Kind.LAZY:
                 return self._fetch_lazy(m, params, self._may_read(who))
             if m.kind != Kind.NDARRAY and (params.field or params.filter or params.indices):
