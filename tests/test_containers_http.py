@@ -137,3 +137,16 @@ def test_a_ctable_is_one_dataset_with_rows(stack, published, table):
     assert resp.status_code == 400 and "table" in resp.json()["detail"]
     assert httpx.get(f"{api}/fetch/{ROOT}/table.b2z", params={"slice_": "7"}).status_code == 400
     assert httpx.get(f"{api}/fetch/{ROOT}/table.b2z", params={"slice_": "0:4:2"}).status_code == 400
+
+
+@pytest.mark.parametrize("name", ["t.h5", "tree.b2z"])
+def test_the_web_ui_opens_containers_as_directories_and_members_as_datasets(stack, published, table, name):
+    web = f"{stack.api_url}/roots/{ROOT}"
+    page = httpx.get(f"{web}/{name}")
+    assert page.status_code == 200
+    assert f"/roots/{ROOT}/{name}/g/a" in page.text and f"/roots/{ROOT}/{name}/big/noise" in page.text
+    member = httpx.get(f"{web}/{name}/g/a")
+    assert member.status_code == 200 and "int32" in member.text  # the dataset page, with its values
+    assert ">5<" in member.text or "5</td>" in member.text  # g/a holds 0..5
+    assert httpx.get(f"{web}/{name}/does/not/exist").status_code == 404
+    assert httpx.get(f"{web}/table.b2z").status_code == 200  # a CTable page never 500s
