@@ -80,7 +80,7 @@ def check_coordinates(entries: list, shape: Sequence[int]) -> None:
             )
         for value in values:
             if not -size <= value < size:
-                raise BadRequest(f"index {value} is out of bounds for dimension {dim} of length {size}")
+                raise BadRequest(f"index {value} is out of bounds: out of range for dimension {dim} of length {size}")
 
 
 def _integers(entry, dim: int) -> list[int]:
@@ -94,10 +94,12 @@ def _integers(entry, dim: int) -> list[int]:
         elif isinstance(item, bool):
             raise BadRequest(f"indices entry {dim} holds {json.dumps(item)}: coordinates are only integers")
         elif isinstance(item, int):
+            if abs(item) > 2**63 - 1:
+                raise BadRequest(f"indices entry {dim} holds an integer beyond 64 bits")
             out.append(item)
         else:
             text = json.dumps(item)[:40]
-            raise BadRequest(f"indices entry {dim} holds {text}, which is not an integer coordinate")
+            raise BadRequest(f"indices entry {dim} holds {text}, which is not an integer index")
     return out
 
 
