@@ -80,7 +80,9 @@ def check_coordinates(entries: list, shape: Sequence[int]) -> None:
             )
         for value in values:
             if not -size <= value < size:
-                raise BadRequest(f"index {value} is out of bounds: out of range for dimension {dim} of length {size}")
+                raise BadRequest(
+                    f"index {value} is out of bounds: out of range for dimension {dim} of length {size}"
+                )
 
 
 def _integers(entry, dim: int) -> list[int]:

@@ -192,7 +192,7 @@ def destination(path: str, who: Principal) -> Location:
     the request names a destination that cannot be, which Caterva2 answers 400.
     """
     root, rel = split_path(path)
-    if root not in (PERSONAL, SHARED, PUBLIC):
+    if root not in (PERSONAL, SHARED, PUBLIC) and not root.startswith("@"):  # "@..." roots: 404
         if not who.authenticated:
             raise _needs_login(who, "writing")
         raise BadRequest(f"{root!r} is not a space: move or copy into {PERSONAL}, {SHARED} or {PUBLIC}")
