@@ -81,7 +81,7 @@ class Generated:
 
     def read(self, key: tuple) -> np.ndarray:
         """``self[key]``; *key* is full-length and normalised (ints and slices)."""
-        axes = [np.arange(n, dtype=np.int64)[k] for n, k in zip(self.shape, key, strict=True)]
+        axes = [_indices(n, k) for n, k in zip(self.shape, key, strict=True)]
         kept = [i for i, k in enumerate(key) if not isinstance(k, int | np.integer)]
         if self.diagonal is not None:
             rows, cols = _grid(axes, kept, 0), _grid(axes, kept, 1)
@@ -96,6 +96,14 @@ class Generated:
             stride *= self.shape[dim]
         with np.errstate(all="ignore"):
             return np.asarray(self.start + flat * self.step).astype(self.dtype)
+
+
+def _indices(n: int, entry) -> np.ndarray:
+    """The indices *entry* (an int or a slice) selects along a dimension of length *n* (only those)."""
+    if isinstance(entry, slice):
+        picked = range(n)[entry]
+        return np.arange(picked.start, picked.stop, picked.step, dtype=np.int64)
+    return np.asarray(int(entry) % n if n else int(entry), dtype=np.int64)
 
 
 def _grid(axes: list[np.ndarray], kept: list[int], dim: int) -> np.ndarray:
