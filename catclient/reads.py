@@ -199,6 +199,9 @@ class Reads:
             if plan is not None:
                 return self._read_local(path, geo, key, fancy, as_blosc2=as_blosc2, plan=plan)
             # No plans on this server: /api/fetch, and chunk by chunk if that is refused
+        if geo is not None and geo.kind == "file":
+            # /api/fetch serves datasets (as Caterva2's server does): a plain file is read chunk-wise
+            return self._read_local(path, geo, key, fancy, as_blosc2=as_blosc2)
         try:
             return self._fetch_api(path, params, kind, as_blosc2)
         except TooLarge:

@@ -231,6 +231,8 @@ def expected(caller: str, space: str, op: str) -> int:
     if op == "roots":
         return 200
     if space == "example":
+        if op == "copy" and not anon:
+            return 400  # a published root is not a space to copy into (Caterva2's answer)
         return 200 if op in READS else 401 if anon else 403
     if space == "public":
         return 200 if op in READS or not anon else 401

@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 
 from catclient.wire import human_bytes
 from functions.api import auth, chunkwrite, errors, lazy, openapi, read, users, write
+from functions.engine import fetchrules
 from functions.services import Services
 from functions.web import routes as web
 
@@ -42,13 +43,26 @@ class BodyLimit:
     into a 400.
     """
 
-    def __init__(self, app, limit: int) -> None:
+    def __init__(self, app, limit: int, routes: tuple[tuple[str, str, int], ...] = ()) -> None:
         self.app = app
         self.limit = limit
+        self.routes = routes  # (method, path prefix, narrower limit)
+
+    def _limit_of(self, scope) -> int:
+        for method, prefix, limit in self.routes:
+            if scope.get("method") == method and scope.get("path", "").startswith(prefix):
+                return limit  # its own bound, in place of the general one
+        return self.limit
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not self.limit:
+        limit = self._limit_of(scope) if scope["type"] == "http" else 0
+        if not limit:
             return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        # (the general limit is judged by the routes, whose refusals name the path to use instead)
+        if limit != self.limit and declared.isdigit() and int(declared) > limit:
+            # Refused from the header, before a byte of the body is read
+            return await errors.detail(413, _too_large(limit, scope))(scope, receive, send)
         received = 0
 
         async def counted():
@@ -56,15 +70,20 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise HTTPException(
-                        413,
-                        f"the request body passed this API's limit of {human_bytes(self.limit)}: "
-                        "send large files through POST /api/upload-url/{path} (a presigned S3 PUT)",
-                    )
+                if received > limit:
+                    raise HTTPException(413, _too_large(limit, scope))
             return message
 
         await self.app(scope, counted, send)
+
+
+def _too_large(limit: int, scope) -> str:
+    if scope.get("path", "").startswith("/api/fetch/"):
+        return f"the request body passed the {human_bytes(limit)} a fetch takes: ask in batches"
+    return (
+        f"the request body passed this API's limit of {human_bytes(limit)}: "
+        "send large files through POST /api/upload-url/{path} (a presigned S3 PUT)"
+    )
 
 
 def body_limit(settings) -> int:
@@ -94,7 +113,8 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(users.router)
     web.install(app)
     openapi.install(app)
-    app.add_middleware(BodyLimit, limit=body_limit(services.settings))
+    fetch_bound = ("POST", "/api/fetch/", fetchrules.MAX_FETCH_BODY)
+    app.add_middleware(BodyLimit, limit=body_limit(services.settings), routes=(fetch_bound,))
     install_cors(app, services.settings.cors_origins)
     app.add_middleware(CollapseSlashes)
     return app

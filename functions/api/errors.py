@@ -37,6 +37,35 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+#: Routes whose JSON body is held to FastAPI's own answer (422, a list ``detail``), as
+#: Caterva2's server gives it: ``POST /api/fetch`` (its clients read that list).
+STRICT_BODIES = ("/api/fetch/",)
+#: Longest ``msg`` kept of one validation error, characters.
+_MSG_CHARS = 200
+
+
+def _strict_body(request: Request, exc: RequestValidationError) -> bool:
+    on_route = request.method == "POST" and request.url.path.startswith(STRICT_BODIES)
+    return on_route and any(tuple(e.get("loc", ()))[:1] == ("body",) for e in exc.errors())
+
+
+def body_errors(exc: RequestValidationError) -> list[dict]:
+    """FastAPI's list of validation errors without what was sent (pydantic's ``input``).
+
+    A body that does not parse is carried whole in its error's ``input``: answered
+    verbatim, a megabyte of nonsense would be sent back.  Type, place and message say
+    what was wrong.
+    """
+    return [
+        {
+            "type": str(e.get("type", "invalid")),
+            "loc": [p if isinstance(p, int) else str(p)[:80] for p in e.get("loc", ())][:8],
+            "msg": str(e.get("msg", "invalid"))[:_MSG_CHARS],
+        }
+        for e in exc.errors()[:20]
+    ]
+
+
 def install(app: FastAPI) -> None:
     """Install a handler per domain error (Starlette picks the most specific class of an error)."""
     for rule in RULES:
@@ -48,6 +77,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
+        if _strict_body(request, exc):
+            return JSONResponse({"detail": body_errors(exc)}, status_code=422)
         return detail(400, _validation_message(exc))
 
     # Every expected failure has a rule above: anything else is a bug, answered by

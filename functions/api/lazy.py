@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import blosc2
-import numpy as np
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
 
 from functions.api.auth import Caller
 from functions.api.deps import services_of
-from functions.engine.content import load_object
 from functions.engine.errors import BadRequest
-from functions.engine.lazydata import dataset_name
+from functions.engine.lazydata import computed_on_creation, dataset_name
 from functions.engine.spaces import PERSONAL, Location, Principal, may_read, resolve, speaking_as
 
 router = APIRouter(prefix="/api", tags=["lazy expressions"])
@@ -82,12 +79,9 @@ def upload_lazyarr(path: str, request: Request, who: Caller, body: Annotated[Laz
     if not loc.rel.endswith(".b2nd"):
         raise BadRequest("a lazy expression is an n-d array: give the path a .b2nd suffix")
     _create(request, who, loc, body.expression, body.operands)
-    if body.compute:
+    if body.compute or computed_on_creation(body.expression):
         services = services_of(request)
         with speaking_as(who):
-            definition = services.region.dataset(loc.root, loc.rel)
-            value = services.lazy.evaluate(definition, (), lambda root: may_read(root, who))
-            services.writes.settle(
-                services.publisher.publish(loc.root, loc.rel, load_object(blosc2.asarray(np.asarray(value))))
-            )
+            result = services.lazy.materialise(loc.root, loc.rel, lambda root: may_read(root, who))
+        services.writes.settle(result)
     return loc.path

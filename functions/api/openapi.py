@@ -1,7 +1,8 @@
 """The OpenAPI schema as the API answers: every error status it sends, none it does not.
 
 FastAPI documents 422 for every operation with parameters, but this API
-answers invalid requests with 400 (:func:`functions.api.errors.install`), and
+answers invalid requests with 400 (:func:`functions.api.errors.install`) — all
+but the JSON body of ``POST /api/fetch``, whose 422 Caterva2's clients read — and
 it documents none of the errors the domain raises.  Here the schema is
 rewritten once: 422 goes, and each operation gets the error answers of the
 one status table (:data:`functions.engine.errors.RULES`) that can reach it,
@@ -14,11 +15,32 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from functions.api.errors import STRICT_BODIES
 from functions.engine.errors import RULES
 
 ERROR = {
     "type": "object",
     "properties": {"detail": {"type": "string", "description": "what was wrong, for people"}},
+    "required": ["detail"],
+}
+
+#: The 422 of strict bodies (functions.api.errors.STRICT_BODIES): FastAPI's list, without ``input``
+BODY_ERRORS = {
+    "type": "object",
+    "properties": {
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "msg": {"type": "string"},
+                },
+                "required": ["type", "loc", "msg"],
+            },
+        }
+    },
     "required": ["detail"],
 }
 
@@ -70,6 +92,12 @@ def truthful(schema: dict) -> dict:
             responses.pop("422", None)
             for status in sorted(_statuses(path, method)):
                 responses[str(status)] = _error_response(status, responses.get(str(status)))
+            if method == "post" and path.startswith(STRICT_BODIES):
+                responses["422"] = {
+                    "description": "the JSON body does not parse, or has a field of another type or name",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BodyErrors"}}},
+                }
+    components["BodyErrors"] = BODY_ERRORS
     return schema
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.background import BackgroundTask
 
 from functions.api.auth import Caller
@@ -46,7 +46,13 @@ def _data_response(body: bytes | Stream, stats: CacheStats, **headers: str) -> R
 
 
 class FetchBody(BaseModel):
-    """Body of ``POST /api/fetch`` (used by clients when the query would be too long)."""
+    """Body of ``POST /api/fetch`` (used by clients when the query would be too long).
+
+    A field it does not know is refused (422), never ignored: every field narrows
+    the answer, so a misspelt one would widen it to the whole dataset.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     slice_: str | None = None
     field: str | None = None

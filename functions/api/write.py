@@ -19,7 +19,7 @@ from catclient.wire import human_bytes
 from functions.api.auth import Caller
 from functions.api.deps import services_of
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
-from functions.engine.spaces import Location, Principal, resolve, speaking_as
+from functions.engine.spaces import Location, Principal, destination, resolve, speaking_as
 from functions.engine.urlload import MAX_URL_CHARS
 from functions.engine.writes import WriteService
 
@@ -132,7 +132,7 @@ def remove(path: str, who: Caller, writes: Writes) -> str:
 def _move_or_copy(body: MoveCopyBody, who: Principal, writes: WriteService, *, move: bool) -> str:
     with speaking_as(who):
         src = resolve(body.src, who, write=move)
-        dst = resolve(body.dst, who, write=True)
+        dst = destination(body.dst, who)
         return writes.move(src, dst) if move else writes.copy(src, dst)
 
 

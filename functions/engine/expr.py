@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from functions.engine import constructors
 from functions.engine.errors import ExpressionError
 
 #: Longest expression accepted, characters.
@@ -88,6 +89,15 @@ REDUCTIONS: dict[str, Callable] = {
     "all": np.all,
 }
 
+#: Functions that join whole arrays: ``concat([a, b], axis=0)``, ``stack([a, b], axis=1)``.
+JOINS: dict[str, Callable] = {"concat": np.concatenate, "concatenate": np.concatenate, "stack": np.stack}
+#: Operand-less constructors (``linspace(0, 1, 100)``): see :mod:`functions.engine.constructors`.
+CONSTRUCTORS = constructors.NAMES
+#: Most arrays one ``concat``/``stack`` joins.
+MAX_JOINED = 64
+#: Every function name an expression may call.
+FUNCTIONS = frozenset(ELEMENTWISE) | frozenset(REDUCTIONS) | frozenset(JOINS) | CONSTRUCTORS
+
 
 @dataclass(frozen=True)
 class Checked:
@@ -138,11 +148,17 @@ def check(text: str, operands: set[str] | frozenset[str], *, allow_reductions: b
     source = text.strip()
     names: set[str] = set()
     reduction = False
+    lists = _argument_lists(tree)
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             reduction |= _check_call(node, source, allow_reductions)
         elif isinstance(node, ast.Name):
             _check_name(node, operands, names)
+            if node.id not in operands and id(node) not in called:
+                raise ExpressionError(f"{node.id!r} is a function: call it, as in {node.id}(...)")
+        elif isinstance(node, ast.List) and id(node) in lists:
+            continue  # the arrays a join takes, or a constructor's shape: their parts are checked
         else:
             _check_node(node, source, operands)
     return Checked(text=source, tree=tree, names=frozenset(names), has_reduction=reduction)
@@ -168,10 +184,24 @@ def _parse(text: str) -> ast.Expression:
     return tree
 
 
+def _argument_lists(tree: ast.AST) -> set[int]:
+    """The list displays an expression may hold: a join's arrays and a constructor's literals."""
+    allowed: set[int] = set()
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            continue
+        if node.func.id in JOINS and node.args and isinstance(node.args[0], ast.List):
+            allowed.add(id(node.args[0]))
+        elif node.func.id in CONSTRUCTORS:
+            parts = [*node.args, *(k.value for k in node.keywords)]
+            allowed.update(id(n) for part in parts for n in ast.walk(part) if isinstance(n, ast.List))
+    return allowed
+
+
 def _check_name(node: ast.Name, operands: set[str] | frozenset[str], names: set[str]) -> None:
     if node.id in operands:
         names.add(node.id)
-    elif node.id not in ELEMENTWISE and node.id not in REDUCTIONS:  # functions: checked as calls
+    elif node.id not in FUNCTIONS:  # functions: checked as calls
         raise ExpressionError(f"unknown name {node.id!r}")
 
 
@@ -253,14 +283,46 @@ def _check_call(node: ast.Call, source: str, allow_reductions: bool) -> bool:
                 raise ExpressionError(f"{name}() only takes an integer axis=, not {_token(kw, source)!r}")
         return True
     if name in ELEMENTWISE:
-        if node.keywords:
-            raise ExpressionError(f"{name}() takes no keywords")
-        want = ARITY[name]
-        if len(node.args) != want:
-            plural = "argument" if want == 1 else "arguments"
-            raise ExpressionError(f"{name}() takes {want} {plural}, not {len(node.args)}")
+        _check_elementwise(node, name)
+        return False
+    if name in JOINS or name in CONSTRUCTORS:
+        if not allow_reductions:
+            raise ExpressionError(f"{name}() is not allowed here")
+        if name in CONSTRUCTORS:
+            constructors.build(node)  # every argument a literal, and an array they can make
+        else:
+            _check_join(node, name)
         return False
     raise ExpressionError(f"function {name!r} is not allowed")
+
+
+def _check_elementwise(node: ast.Call, name: str) -> None:
+    if node.keywords:
+        raise ExpressionError(f"{name}() takes no keywords")
+    want = ARITY[name]
+    if len(node.args) != want:
+        plural = "argument" if want == 1 else "arguments"
+        raise ExpressionError(f"{name}() takes {want} {plural}, not {len(node.args)}")
+
+
+def _check_join(node: ast.Call, name: str) -> None:
+    """``concat([a, b, ...], axis=0)``: a list of arrays, then an optional integer axis."""
+    arrays = node.args[0] if node.args else None
+    if not isinstance(arrays, ast.List | ast.Tuple) or not arrays.elts:
+        raise ExpressionError(f"{name}() takes a list of arrays first: {name}([a, b], axis=0)")
+    if len(arrays.elts) > MAX_JOINED:
+        raise ExpressionError(f"{name}() joins at most {MAX_JOINED} arrays")
+    axes = node.args[1:] + [k.value for k in node.keywords]
+    if len(axes) > 1 or any(k.arg != "axis" for k in node.keywords):
+        raise ExpressionError(f"{name}() takes the arrays and an axis only")
+    if axes and not _is_int_literal(axes[0]):
+        raise ExpressionError(f"{name}() takes an integer literal axis")
+
+
+def join_axis(node: ast.Call) -> int:
+    """The axis of a checked ``concat``/``stack`` call (0 when not given)."""
+    axes = node.args[1:] + [k.value for k in node.keywords]
+    return literal_int(axes[0]) if axes else 0
 
 
 def _is_int_literal(node: ast.AST) -> bool:
@@ -328,15 +390,27 @@ def _eval(node: ast.AST, env: Mapping[str, object]):
             left = right
         return result
     if isinstance(node, ast.Call):
-        name = node.func.id
-        args = [_eval(a, env) for a in node.args]
-        if name in REDUCTIONS:
-            axis = next((literal_int(k.value) for k in node.keywords), None)
-            return REDUCTIONS[name](args[0], axis=axis)
-        return ELEMENTWISE[name](*args)
+        return _eval_call(node, env)
     if isinstance(node, ast.Subscript):
         return np.asarray(env[node.value.id])[_eval_index(node.slice, env)]
     raise ExpressionError(f"cannot evaluate {type(node).__name__}")  # unreachable after check()
+
+
+def _eval_call(node: ast.Call, env: Mapping[str, object]):
+    name = node.func.id
+    if name in CONSTRUCTORS:
+        # Lazy evaluation lifts constructors into sliced operands first (lazy.py); whole
+        # here, as an expression over whole arrays means it
+        generated = constructors.build(node)
+        return generated.read(tuple(slice(0, n, 1) for n in generated.shape))
+    if name in JOINS:
+        arrays = [_eval(e, env) for e in node.args[0].elts]
+        return JOINS[name](arrays, axis=join_axis(node))
+    args = [_eval(a, env) for a in node.args]
+    if name in REDUCTIONS:
+        axis = next((literal_int(k.value) for k in node.keywords), None)
+        return REDUCTIONS[name](args[0], axis=axis)
+    return ELEMENTWISE[name](*args)
 
 
 def _eval_index(node: ast.AST, env):

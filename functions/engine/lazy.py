@@ -26,7 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from functions.engine import expr
+from functions.engine import constructors, expr
 from functions.engine.expr import ExpressionError
 
 #: Deepest chain of expressions over expressions (each level is one inlining).
@@ -128,6 +128,12 @@ def infer(checked: expr.Checked, infos: Mapping[str, ArraySource]) -> tuple[tupl
             except IndexError as exc:
                 raise ExpressionError(f"{ast.unparse(node)!r}: {exc}") from None
             return shape, np.ones((), dtype=info.dtype)
+        if isinstance(node, ast.Call) and node.func.id in expr.CONSTRUCTORS:
+            generated = constructors.build(node)
+            return generated.shape, np.ones((), dtype=generated.dtype)
+        if isinstance(node, ast.Call) and node.func.id in expr.JOINS:
+            walked = [walk(e) for e in node.args[0].elts]
+            return _joined_shape(node, [w[0] for w in walked]), _joined_sample([w[1] for w in walked])
         if isinstance(node, ast.Call) and node.func.id in expr.REDUCTIONS:
             shape, sample = walk(node.args[0])
             axis = _norm_axis(_axis(node), len(shape), node.func.id)
@@ -143,6 +149,28 @@ def infer(checked: expr.Checked, infos: Mapping[str, ArraySource]) -> tuple[tupl
 
     shape, sample = walk(checked.tree.body)
     return shape, np.asarray(sample).dtype
+
+
+def _joined_shape(node: ast.Call, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The shape of ``concat``/``stack`` over arrays of *shapes* (numpy's rules, said plainly)."""
+    name, first = node.func.id, shapes[0]
+    if any(len(s) != len(first) for s in shapes):
+        raise ExpressionError(f"{name}() joins arrays of one number of dimensions, not {shapes}")
+    if name == "stack":
+        if any(s != first for s in shapes):
+            raise ExpressionError(f"stack() joins arrays of one shape, not {shapes}")
+        axis = _norm_axis(expr.join_axis(node), len(first) + 1, name)
+        return first[:axis] + (len(shapes),) + first[axis:]
+    if not first:
+        raise ExpressionError(f"{name}() cannot join scalars (zero-dimensional arrays)")
+    axis = _norm_axis(expr.join_axis(node), len(first), name)
+    if any(s[:axis] + s[axis + 1 :] != first[:axis] + first[axis + 1 :] for s in shapes):
+        raise ExpressionError(f"{name}() shapes {shapes} differ outside axis {axis}")
+    return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1 :]
+
+
+def _joined_sample(samples: list) -> np.ndarray:
+    return np.ones((), dtype=np.result_type(*[np.asarray(s).dtype for s in samples]))
 
 
 def infer_tree(tree: ast.AST, sources: Mapping[str, ArraySource]) -> tuple[tuple[int, ...], np.dtype]:
@@ -327,6 +355,8 @@ def evaluate_elementwise(
 ) -> np.ndarray:
     """Evaluate a reduction-free, subscript-free expression over ``result[key]``."""
     key = full_key(key, result_shape)
+    tree, generated = lift_constructors(tree)
+    sources = {**sources, **generated}
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in sources}
     env = {
         name: sources[name].read(operand_key(key, result_shape, tuple(sources[name].shape))) for name in names
@@ -337,6 +367,23 @@ def evaluate_elementwise(
     value = np.asarray(expr.evaluate(checked, env))
     want = np.broadcast_to(np.empty((), bool), result_shape)[key].shape
     return np.broadcast_to(value, want) if value.shape != want else value
+
+
+def lift_constructors(tree: ast.AST) -> tuple[ast.AST, dict[str, constructors.Generated]]:
+    """*tree* with each constructor call replaced by an operand that computes only the part read."""
+    generated: dict[str, constructors.Generated] = {}
+
+    class _Lift(ast.NodeTransformer):
+        def visit_Call(self, node: ast.Call) -> ast.AST:  # noqa: N802 - ast API
+            if isinstance(node.func, ast.Name) and node.func.id in expr.CONSTRUCTORS:
+                name = f"_g{len(generated)}"
+                generated[name] = constructors.build(node)
+                return ast.Name(id=name, ctx=ast.Load())
+            return self.generic_visit(node)
+
+    if not any(isinstance(n, ast.Call) and n.func.id in expr.CONSTRUCTORS for n in ast.walk(tree)):
+        return tree, generated
+    return _Lift().visit(_clone(tree)), generated
 
 
 # --------------------------------------------------------------------------- extraction
@@ -380,6 +427,8 @@ def extract(
 
         def visit_Call(self, node: ast.Call) -> ast.AST:  # noqa: N802 - ast API
             node = self.generic_visit(node)
+            if node.func.id in expr.JOINS and pull_subscripts:
+                return self._virtual(self._join(node))
             if node.func.id not in expr.REDUCTIONS or reduce is None:
                 return node
             merged = {**sources, **{k: InMemory(v) for k, v in virtual.items()}}
@@ -387,6 +436,16 @@ def extract(
             arg_shape, _ = infer_tree(argument, merged)
             axis = _norm_axis(_axis(node), len(arg_shape), node.func.id)
             return self._virtual(np.asarray(reduce(node.func.id, axis, argument, merged)))
+
+        def _join(self, node: ast.Call) -> np.ndarray:
+            # Each joined array whole (reductions and subscripts in it are virtual already)
+            merged = {**sources, **{k: InMemory(v) for k, v in virtual.items()}}
+            arrays = []
+            for element in node.args[0].elts:
+                shape, dtype = infer_tree(element, merged)
+                full = tuple(slice(0, n, 1) for n in shape)
+                arrays.append(np.asarray(evaluate_elementwise(element, merged, shape, full)).astype(dtype))
+            return np.asarray(expr.JOINS[node.func.id](arrays, axis=expr.join_axis(node)))
 
         def _virtual(self, value: np.ndarray) -> ast.AST:
             name = f"_v{len(virtual)}"

@@ -10,6 +10,7 @@ its current manifest (an exact version), and asks the coordinator for the slice
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ import numpy as np
 from catclient import wire
 from functions.engine import expr, lazy
 from functions.engine.compute import Coordinator
-from functions.engine.content import Loaded
+from functions.engine.content import Loaded, load_object
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge, Unreadable
 from functions.engine.model import Content, Kind, Manifest
 from functions.engine.paths import split_path
@@ -151,11 +152,13 @@ class LazyDatasets:
         allow-list, every operand must exist and be readable, the chain of
         expressions must be acyclic, and shapes must broadcast.
         """
-        if not isinstance(operands, Mapping) or not operands:
+        if not isinstance(operands, Mapping):
             raise BadRequest("operands must map the expression's names to dataset paths")
         for alias in operands:
             if not isinstance(alias, str) or not alias.isidentifier() or alias.startswith("_"):
                 raise BadRequest(f"operand name {alias!r} is not a plain identifier")
+            if alias in expr.FUNCTIONS:
+                raise BadRequest(f"operand name {alias!r} is the name of a function")
         try:
             checked = expr.check(expression, set(operands))
         except expr.ExpressionError as exc:
@@ -185,6 +188,18 @@ class LazyDatasets:
         layout = _operand_layout(shape, [self.region.manifest_at(k).geometry for k in pinned.values()])
         content = _content(checked.text, dict(operands), shape, dtype, layout)
         return self.publisher.publish(root, rel, Loaded(content, []))
+
+    def materialise(self, root: str, rel: str, may_read: MayRead = everyone) -> PublishResult:
+        """Replace the definition at ``root/rel`` by its computed result, a stored n-d array.
+
+        Bounded like any read of it (the work budget, :data:`MAX_RESULT_BYTES`).
+        """
+        manifest = self.region.dataset(root, rel)
+        value = np.asarray(self.evaluate(manifest, (), may_read))
+        geo = manifest.geometry  # the definition's layout: its operands' chunks and blocks
+        layout = value.ndim and value.size
+        kwargs = {"chunks": tuple(geo.chunks), "blocks": tuple(geo.blocks)} if layout else {}
+        return self.publisher.publish(root, rel, load_object(blosc2.asarray(value, **kwargs)))
 
     # ------------------------------------------------------------------ reads
 
@@ -240,6 +255,26 @@ class LazyDatasets:
         cparams = wire.cparams_from_dict(geo.cparams)
         framed = blosc2.asarray(padded, chunks=chunks, blocks=tuple(geo.blocks), cparams=cparams)
         return framed.schunk.get_chunk(0)  # the array kept alive: its schunk refers to it
+
+
+def computed_on_creation(expression: str) -> bool:
+    """Whether an expression is stored computed, as Caterva2 stores it: joins (``concat``, ``stack``).
+
+    A join's every read needs every joined array whole; computed once, it is read
+    like any stored array.
+    """
+    try:
+        tree = expr.check(expression, _names_in(expression)).tree
+    except expr.ExpressionError:
+        return False  # creating it will say what is wrong
+    return any(isinstance(n, ast.Call) and n.func.id in expr.JOINS for n in ast.walk(tree))
+
+
+def _names_in(expression: str) -> set[str]:
+    try:
+        return {n.id for n in ast.walk(ast.parse(expression.strip(), mode="eval")) if isinstance(n, ast.Name)}
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
 
 
 def definition(manifest: Manifest) -> lazy.Definition:

@@ -28,6 +28,7 @@ from functions.engine import answers, expr, spaces
 from functions.engine.answers import AnswerLimits, Stream
 from functions.engine.containerreads import ContainerReads, Member, container_chunk_refused
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
+from functions.engine.fetchrules import FetchParams
 from functions.engine.hdf5 import groups
 from functions.engine.lazydata import LazyDatasets, MayRead
 from functions.engine.model import Kind, Manifest
@@ -58,32 +59,6 @@ class Download:
     media_type: str
     filename: str
     content_encoding: str | None = None
-
-
-@dataclass(frozen=True)
-class FetchParams:
-    """What ``/api/fetch`` was asked for (already-split strings, unparsed)."""
-
-    slice_: str | None = None
-    field: str | None = None
-    filter: str | None = None
-    indices: str | list | None = None
-
-    def key(self, ndim: int) -> tuple:
-        """The selection as a key: ``indices`` (fancy) when given, else ``slice_``.
-
-        Raises
-        ------
-        catclient.wire.SliceError
-            If either is malformed.
-        """
-        key = wire.parse_indices(self.indices)
-        return key if key is not None else wire.parse_slice(self.slice_, ndim)
-
-    @property
-    def key_given(self) -> bool:
-        """Whether a part of the dataset was asked for (not the whole of it)."""
-        return bool(self.slice_ or self.indices or self.field or self.filter)
 
 
 class ReadService:
@@ -308,15 +283,27 @@ class ReadService:
                 body = self.region.chunk(m, nchunk, stats)
             return self._sized(body, f"chunk {nchunk} of {loc.rel}", _PLAN_HINT)
 
-    def fetch(self, loc: Location, params: FetchParams, stats: CacheStats, who: Principal) -> bytes | Stream:
-        """A cframe of the selection (whole datasets are re-framed without recompression)."""
+    def fetch(
+        self, loc: Location, params: FetchParams, stats: CacheStats, who: Principal, *, files: bool = False
+    ) -> bytes | Stream:
+        """A cframe of the selection (whole datasets are re-framed without recompression).
+
+        Plain files are refused unless *files* (``/api/fetch`` serves datasets, as
+        Caterva2's does: a file is read through ``/api/download`` or ``/api/chunk``).
+        """
         with self._as_user(loc, who):
             if (member := self._missing_member(loc)) is not None:
                 return self.containers.fetch(member, params.slice_, field=params.field, filter=params.filter,
                                              indices=params.indices)
             m = self.manifest(loc)
-            if (table := self.containers.table(loc, m)) is not None:
+            if (table := self.containers.table(loc, m)) is not None:  # a CTable is a dataset of rows
                 return self.containers.table_fetch(table, params.slice_, loc.path)
+            if m.kind == Kind.FILE and not files:
+                raise BadRequest(
+                    f"{loc.path} is a file, not a dataset: download it with /api/download/{loc.path}"
+                )
+            n_d = m.kind in (Kind.NDARRAY, Kind.LAZY)
+            params = params.checked(tuple(m.geometry.shape) if n_d else None)
             if m.kind == Kind.LAZY:
                 return self._fetch_lazy(m, params, self._may_read(who))
             if m.kind != Kind.NDARRAY and (params.field or params.filter or params.indices):

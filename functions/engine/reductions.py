@@ -187,6 +187,17 @@ def estimate_work(
             walk(argument, False)
         elif isinstance(node, ast.Subscript):
             elements += math.prod(infer_tree(node, sources)[0])
+        elif isinstance(node, ast.Call) and node.func.id in expr.JOINS:
+            # Joined whole before anything else: every element of it, held at once
+            shape, dtype = infer_tree(node, sources)
+            elements += math.prod(shape) * max(1, operands_in(node))
+            nbytes += math.prod(shape) * dtype.itemsize
+            for element in node.args[0].elts:
+                walk(element, False)
+        elif isinstance(node, ast.Call) and node.func.id in expr.CONSTRUCTORS:
+            if outer:  # computed for the selected part only (inside a reduction: counted there)
+                elements += selected
+                nbytes += selected * infer_tree(node, sources)[1].itemsize
         elif isinstance(node, ast.Name) and node.id in sources:
             if outer:
                 elements += selected

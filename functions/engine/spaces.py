@@ -185,6 +185,20 @@ def resolve(path: str, who: Principal, *, write: bool = False, allow_root_only: 
     return locate(root, rel, who, write=write)
 
 
+def destination(path: str, who: Principal) -> Location:
+    """Where a move or copy may go: inside ``@personal``, ``@shared`` or ``@public`` (400 otherwise).
+
+    A published root is read-only, and any other name is not a space: either way
+    the request names a destination that cannot be, which Caterva2 answers 400.
+    """
+    root, rel = split_path(path)
+    if root not in (PERSONAL, SHARED, PUBLIC) and not root.startswith("@"):  # "@..." roots: 404
+        if not who.authenticated:
+            raise _needs_login(who, "writing")
+        raise BadRequest(f"{root!r} is not a space: move or copy into {PERSONAL}, {SHARED} or {PUBLIC}")
+    return locate(root, rel, who, write=True)
+
+
 def may_read(storage_root: str, who: Principal) -> bool:
     """Whether *who* may read a storage root (how lazy-expression operands are re-authorised)."""
     if storage_root == SHARED:

@@ -73,7 +73,7 @@ def file_head(services: Services, who: Principal, path: str, nbytes: int) -> tup
         return b"", 0
     loc = resolve(path, who, allow_root_only=False)
     params = FetchParams(slice_=f"0:{min(nbytes, size)}")
-    body = _whole(services.read.fetch(loc, params, CacheStats(), who))
+    body = _whole(services.read.fetch(loc, params, CacheStats(), who, files=True))
     return bytes(blosc2.schunk_from_cframe(body)[:]), size
 
 
