@@ -31,3 +31,13 @@ def head_key(root: str, path: str) -> str:
 def catalog_key(root: str) -> str:
     """Key of a root's catalog (what ``list`` reads in one GET)."""
     return f"r/{root}.json"
+
+
+def feed_prefix(root: str) -> str:
+    """Prefix of a root's change feed (``functions.engine.feed``)."""
+    return f"f/{root}/"
+
+
+def feed_key(root: str, seq: int) -> str:
+    """Key of the feed entry that catalog version *seq* committed; zero-padded so keys sort by *seq*."""
+    return f"f/{root}/{seq:012d}.json"

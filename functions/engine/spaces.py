@@ -86,12 +86,15 @@ class Location:
         The storage root (``@personal.<sub>``, ``example``).
     rel : str
         Path inside the root ("" for the root itself).
+    version : int or None
+        The version asked for (``?version=``); None for the current one.
 
     """
 
     space: str
     root: str
     rel: str
+    version: int | None = None
 
     @property
     def path(self) -> str:
