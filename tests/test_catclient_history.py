@@ -88,3 +88,47 @@ def test_changes_command(capsys, served):
     assert [c["version"] for c in page["changes"]] == [1, 2]
     code, out, _ = run(capsys, "--url", served.url, "changes", "cl", "--since", page["changes"][0]["cursor"])
     assert "v2" in out and "v1" not in out and "cursor: c1." in out
+
+
+# --------------------------------------------------------------------------- on the local stack
+
+
+def test_history_names_the_user_who_committed_and_the_personal_feed(stack, api_url, tmp_path):
+    import catclient
+    from tests.test_catclient import writable_credentials
+
+    user, password = writable_credentials(stack, api_url)
+    local = tmp_path / "mine.b2nd"
+    with catclient.Client(api_url, (user, password)) as client:
+        for n in (1, 2):
+            blosc2.asarray(np.arange(100) * n, urlpath=str(local), mode="w")
+            client.upload(local, "@personal/hist/mine.b2nd")
+        lines = client.history("@personal/hist/mine.b2nd")["versions"]
+        current = lines[0]["version"]
+        assert [(v["version"], v["author"]) for v in lines][:2] == [(current, user), (current - 1, user)]
+        assert np.array_equal(client.get("@personal/hist/mine.b2nd", version=lines[1]["version"])[:], np.arange(100))
+        changes = list(client.iter_changes("@personal"))
+        assert [c["path"] for c in changes][-2:] == ["hist/mine.b2nd"] * 2
+        assert "@personal." not in json.dumps(changes), "no storage root in the answer"
+    with catclient.Client(api_url) as anonymous, pytest.raises(catclient.CatClientError):
+        anonymous.changes("@personal")
+
+
+def test_events_through_sns_carry_cursors_the_other_region_records(stack):
+    import time
+
+    from functions.engine import feed, healing
+
+    publisher = stack.regions[0].services.publisher
+    other = stack.regions[1].services.region
+    for n in range(3):
+        arr = blosc2.asarray(np.full(100, n), chunks=(50,))
+        from functions.engine.content import load_object
+
+        publisher.publish("feedstack", "f.b2nd", load_object(arr))
+    latest = feed.latest_seq(publisher.store, "feedstack")
+    assert latest == 3
+    deadline = time.monotonic() + 10
+    while healing.applied_seq(other, "feedstack") != latest:
+        assert time.monotonic() < deadline, "the other region never recorded the feed position"
+        time.sleep(0.05)

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from functions.engine import feed, layout
+from functions.engine import authorship, feed, layout
 from functions.engine.content import Loaded, load_path, reuse_unchanged
 from functions.engine.errors import Conflict, NotFound, PreconditionFailed
 from functions.engine.model import Catalog, ChangeEvent, Content, Head, Manifest, dumps, utcnow_iso
@@ -225,7 +225,8 @@ class Publisher:
                 uploaded = self._upload_chunks(loaded, known)
             version = (head.version if head else 0) + 1
             manifest = Manifest(
-                root, path, version, self._clock(), loaded.content, head.manifest if live else None, author
+                root, path, version, self._clock(), loaded.content, head.manifest if live else None,
+                author or authorship.current(),
             )
             mkey = layout.manifest_key(root, path, version, content_hash)
             try:

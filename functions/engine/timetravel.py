@@ -60,7 +60,10 @@ class TimeTravel:
                 page = feed.read(self.region.origin, loc.root, since, limit=limit, pool=self._pool)
             except StoreUnavailable as exc:
                 raise OriginUnavailable(f"the origin cannot answer the feed: {exc}") from exc
-        return {**page.to_json(), "root": loc.space}
+        out = page.to_json()
+        # Manifest keys are storage details (and name a personal space's storage root)
+        out["changes"] = [{k: v for k, v in c.items() if k != "manifest"} for c in out["changes"]]
+        return {**out, "root": loc.space}
 
     def estimate(self, loc: Location, slice_: str | None, who: Principal) -> dict:
         """What reading ``slice_`` would do and cost (:func:`functions.engine.estimate.estimate`)."""
