@@ -108,6 +108,8 @@ def test_concurrent_publishers_get_one_total_order_with_no_gap():
             assert [c["version"] for c in changes if c["path"] == f"d{n}.b2nd"] == [1, 2, 3]
         catalog = Catalog.from_bytes(w.origin.get(layout.catalog_key("race")).data)
         assert catalog.version == 18 and len(catalog.datasets) == 6
+        # Whichever writer created the catalog (maybe one finishing another's claim) registered the root
+        assert "race" in json.loads(w.origin.get(layout.ROOTS_KEY).data)["roots"]
 
 
 def test_a_claim_left_by_a_crash_is_completed_by_the_next_commit(monkeypatch):

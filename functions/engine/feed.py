@@ -173,6 +173,7 @@ def commit(
     Committed
         ``seq`` 0 when nothing needed recording (every head already merged, no change).
     """
+    created = False  # whether this call (helping another writer, maybe) created the catalog
     for _attempt in attempts(ATTEMPTS):
         catalog, etag = _read_catalog(store, root)
         base = catalog or Catalog(root)
@@ -184,7 +185,7 @@ def commit(
             if merge_entry(trial, head, catalog is None) and (head.path, head.version) not in recorded:
                 todo.append(_repair_change(head, before))
         if not todo and catalog is not None and trial.datasets == base.datasets:
-            return Committed({}, 0)
+            return Committed({"created": True} if created else {}, 0)
         seq = base.version + 1
         entry = {
             "seq": seq,
@@ -198,9 +199,13 @@ def commit(
                 layout.feed_key(root, seq), dumps(entry), if_none_match=True, content_type="application/json"
             )
         except PreconditionFailed:
-            _complete(store, root, seq, attempts)  # another writer's claim, maybe stalled: finish it
+            # Another writer's claim, maybe stalled: finish it (and register the root if that creates it)
+            created |= bool(_complete(store, root, seq, attempts).get("created"))
             continue
-        return Committed(_complete(store, root, seq, attempts, entry), seq)
+        written = _complete(store, root, seq, attempts, entry)
+        if created:
+            written["created"] = True
+        return Committed(written, seq)
     raise Conflict(f"catalog of {root}: too many concurrent writers")
 
 
@@ -214,6 +219,7 @@ def _complete(
         except NotFound:
             return {}
     heads = [Head.from_json(h) for h in entry["heads"]]
+    created = False  # whether this call (helping another writer, maybe) created the catalog
     for _attempt in attempts(ATTEMPTS):
         catalog, etag = _read_catalog(store, root)
         if catalog is not None and catalog.version >= seq:
