@@ -97,6 +97,27 @@ def cmd_changes(args) -> None:
     emit(args, page, text)
 
 
+def cmd_sync(args) -> None:
+    from catclient.cli import _client
+    from catclient.sync import sync
+
+    with _client(args) as client:
+        report = sync(client, args.root, args.directory)
+
+    def text() -> str:
+        return (f"synced {args.root} into {args.directory}: {report.changes} change(s), "
+                f"{report.written} file(s) written, {report.removed} removed; fetched "
+                f"{report.chunks_fetched} chunk(s), {human_size(report.bytes_fetched)} of "
+                f"{human_size(report.root_cbytes)}; {report.requests} request(s)")
+
+    emit(args, report.to_json(), text)
+
+
+def _args_sync(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", help="root name, e.g. example")
+    p.add_argument("directory", help="local directory of the copy (created if missing)")
+
+
 def _args_history(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="dataset or file path")
     p.add_argument("--limit", type=int, default=50, help="versions to list (default 50)")
@@ -111,6 +132,12 @@ def _args_changes(p: argparse.ArgumentParser) -> None:
 
 #: Appended to ``catclient.cli.COMMANDS``
 COMMANDS: list[tuple[str, Callable, str, str, Callable[[argparse.ArgumentParser], None]]] = [
+    ("sync", cmd_sync, "keep a local directory in step with a root, fetching only changed chunks",
+     "The first run copies the root; later runs read its change feed and fetch only the\n"
+     "chunks that changed (files are replaced atomically; an interrupted run resumes).\n"
+     "State: DIRECTORY/.catclient-sync.json.\n\n"
+     "examples:\n  catclient sync example ./example\n  catclient sync example ./example --json",
+     _args_sync),
     ("history", cmd_history, "list the kept versions of a dataset, newest first",
      "Read any of them with PATH@N: catclient show 'example/ds-1d.b2nd@2[0:10]'.\n\n"
      "examples:\n  catclient history example/ds-1d.b2nd\n  catclient history example/ds-1d.b2nd --json",

@@ -65,6 +65,17 @@ class History:
             if not page["more"]:
                 return
 
+    def sync(self, root, directory):
+        """Bring a local directory in step with *root*, fetching only changed chunks (``catclient.sync``).
+
+        Returns
+        -------
+        catclient.sync.SyncReport
+        """
+        from catclient.sync import sync
+
+        return sync(self, path_str(root), directory)
+
     def estimate(self, path, key=None) -> dict:
         """What reading *key* of a dataset would do and cost, before it runs (``GET /api/estimate``).
 

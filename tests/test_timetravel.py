@@ -138,3 +138,16 @@ def test_an_orphan_manifest_of_a_lost_race_is_never_read_as_that_version():
         assert np.array_equal(_fetch(w.url, 2), values[1])
         lines = httpx.get(f"{w.url}/api/history/tt/series.b2nd").json()["versions"]
         assert [(v["version"], v["changed_chunks"]) for v in lines] == [(3, 2), (2, 1), (1, 10)]
+
+
+def test_a_version_newer_than_the_regions_copy_is_asked_of_the_origin():
+    """A feed reader may name a version this region has not heard of yet (its event is on its way)."""
+    with world() as w:
+        values = _versions()
+        w.publish("tt", "series.b2nd", values[0])
+        assert httpx.get(f"{w.url}/api/info/tt/series.b2nd").json()["version"] == 1  # copied, trusted 60 s
+        w.publish("tt", "series.b2nd", values[1])  # no event reaches the region
+        assert httpx.get(f"{w.url}/api/info/tt/series.b2nd").json()["version"] == 1
+        assert np.array_equal(_fetch(w.url, 2), values[1])
+        r = httpx.get(f"{w.url}/api/fetch/tt/series.b2nd", params={"version": 3})
+        assert r.status_code == 404 and "no version 3" in r.json()["detail"]

@@ -88,8 +88,12 @@ def manifest_of(region: Region, root: str, path: str, version: int | None) -> Ma
         return region.manifest(head)
     if version < 1:
         raise BadRequest(f"version must be 1 or more, not {version}")
-    if version > head.version:
-        raise _gone(root, path, version, head.version)
+    if version > head.version:  # a version newer than this region's copy (a feed reader): ask the origin
+        head = region.head(root, path, fresh=True)
+        if version == head.version:
+            return region.manifest(head)
+        if version > head.version:
+            raise _gone(root, path, version, head.version)
     keys = _listed(region, root, path, version).get(version, [])
     if len(keys) > 1:  # a lost race's orphan beside the committed one: follow the chain
         keys = [m_key for m_key, m in _committed(region, head.manifest, version) if m_key in keys]

@@ -257,8 +257,8 @@ class Region:
         with self._memo_lock:
             self._memo.pop(key, None)
 
-    def head(self, root: str, path: str) -> Head:
-        """The current head of a dataset.
+    def head(self, root: str, path: str, *, fresh: bool = False) -> Head:
+        """The current head of a dataset (``fresh``: asked of the origin, whatever the copies say).
 
         Raises
         ------
@@ -266,7 +266,7 @@ class Region:
             If it does not exist or was deleted.
 
         """
-        value = self._meta(layout.head_key(root, path))
+        value = self._meta(layout.head_key(root, path), fresh=fresh)
         if value is None or value.get("deleted"):
             raise DatasetNotFound(f"{root}/{path}")
         return Head.from_json(value)
