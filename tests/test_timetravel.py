@@ -151,3 +151,16 @@ def test_a_version_newer_than_the_regions_copy_is_asked_of_the_origin():
         assert np.array_equal(_fetch(w.url, 2), values[1])
         r = httpx.get(f"{w.url}/api/fetch/tt/series.b2nd", params={"version": 3})
         assert r.status_code == 404 and "no version 3" in r.json()["detail"]
+
+
+def test_cat_admin_gc_takes_its_retention_from_the_settings(monkeypatch):
+    from functions import admin
+
+    monkeypatch.setenv("CAT_KEEP_VERSIONS", "3")
+    monkeypatch.setenv("CAT_KEEP_SECONDS", "86400")
+    args = admin._parser().parse_args(["gc"])
+    assert (args.keep_versions, args.keep_seconds) == (2, 86400)  # the current one and two earlier
+    monkeypatch.delenv("CAT_KEEP_VERSIONS")
+    monkeypatch.delenv("CAT_KEEP_SECONDS")
+    args = admin._parser().parse_args(["gc"])
+    assert (args.keep_versions, args.keep_seconds) == (0, 0)
