@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from functions.adapters.inprocess import LocalInvoker
-from functions.engine import compute
+from functions.engine import compute, healing
 from functions.engine.compute import Coordinator
 from functions.engine.estimate import Prices
 from functions.engine.lazydata import LazyDatasets
@@ -80,6 +80,8 @@ class Services:
             self.settings.lambda_memory_mb,
         )
         self.timetravel = TimeTravel(self.read, prices)
+        if self.region.cache is not None:
+            self.region.on_revalidate = healing.revalidation_hook(self.region)
         self.writes = WriteService(
             self.publisher,
             self.region,

@@ -188,3 +188,25 @@ def test_a_subscribed_region_heals_with_the_missed_chunks_prefetched():
         for i in (1, 2):  # the changed chunks of both missed versions are in the region's bucket
             assert other.cache.exists(layout.chunk_key(manifest.refs[i].digest))
         assert len(w.sink.events) == before + 3
+
+
+def test_a_catalog_ttl_miss_heals_the_root_before_its_other_copies_expire():
+    with world() as w:
+        other = region_over(w.origin, w.clock)
+        other.on_revalidate = healing.revalidation_hook(other)
+        other.set_subscribed("ttl", True)
+        values = np.arange(1000, dtype=np.int64)
+        w.publish("ttl", "a.b2nd", values)
+        w.publish("ttl", "b.b2nd", values)
+        apply_messages(other, _bodies(w.sink.events))
+        other.catalog("ttl")  # the region's copy, trusted for a minute
+        changed = values.copy()
+        changed[950] = -1
+        w.publish("ttl", "b.b2nd", changed)  # its event is lost
+        w.clock.advance(61)
+        assert other.catalog("ttl").version == 3  # the TTL miss read the catalog again, and healed
+        copy = json.loads(other.cache.get(layout.head_key("ttl", "b.b2nd")).data)["value"]
+        assert copy["version"] == 2, "b.b2nd's copy was refreshed by the feed, not by its own TTL"
+        manifest = other.manifest_at(copy["manifest"])
+        assert other.cache.exists(layout.chunk_key(manifest.refs[9].digest))  # subscribed: prefetched
+        assert healing.applied_seq(other, "ttl") == 3

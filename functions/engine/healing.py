@@ -5,7 +5,8 @@ Each region remembers, per root, the feed position it has applied
 event whose ``seq`` is more than one past it reveals a gap (a lost or delayed
 event): the region reads the feed from its position and applies every change in
 it, before serving anything of it stale for a head TTL.  :func:`heal_all` does the
-same for every root on a timer, for a loss no later event reveals.  Applying is
+same for every root on a timer, and :func:`revalidation_hook` for one root when its
+catalog's copy ran past its TTL, for a loss no later event reveals.  Applying is
 :meth:`Region.apply_event`, which re-reads the origin's heads: healing twice, or
 healing a change an event also brings, changes nothing.
 
@@ -138,4 +139,27 @@ def heal_all(region: Region) -> dict[str, Healed]:
     return out
 
 
-__all__ = ["Healed", "after_event", "applied_seq", "cursor_key", "heal", "heal_all"]
+def revalidation_hook(region: Region):
+    """What *region* calls when a copy past its TTL is read again (``Region.on_revalidate``).
+
+    A root's catalog newer than the feed position the region applied means events were
+    lost (or are still on their way): the region heals from the feed at once, so the other
+    datasets of the root are fresh before their own TTLs run out, and a subscribed root's
+    changed chunks are prefetched.  Failures are logged: the read that revalidated goes on.
+    """
+
+    def hook(key: str, value) -> None:
+        if not key.startswith("r/") or not isinstance(value, dict):
+            return
+        root = str(value.get("root", ""))
+        try:
+            applied = applied_seq(region, root)
+            if applied is not None and int(value.get("version", 0)) > applied:
+                heal(region, root, since=applied, prefetch=root in region.subscriptions())
+        except Exception:  # noqa: BLE001 - healing is an optimisation of freshness, never a read's failure
+            log.exception("healing %s from its feed after a TTL miss failed", root)
+
+    return hook
+
+
+__all__ = ["Healed", "after_event", "applied_seq", "cursor_key", "heal", "heal_all", "revalidation_hook"]
