@@ -13,13 +13,13 @@ import argparse
 import getpass
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from catclient import __version__
+from catclient import __version__, cli_history
+from catclient.cli_history import add_read_options, dry_run, split_path_slice, split_version
 from catclient.cli_output import emit, human_size, info_text, show_text
 from catclient.client import DEFAULT_URL, Client
 from catclient.credentials import (
@@ -138,32 +138,29 @@ def cmd_info(args) -> None:
     emit(args, meta, lambda: info_text(args.path.strip("/"), meta))
 
 
-_PATH_SLICE = re.compile(r"^(?P<path>.+?)\[(?P<slice>[^\[\]]*)\]$")
-
-
-def split_path_slice(text: str) -> tuple[str, str | None]:
-    """``"root/ds.b2nd[1, 2:4]"`` -> ``("root/ds.b2nd", "1, 2:4")``; no brackets -> slice None."""
-    m = _PATH_SLICE.match(text.strip())
-    if m:
-        return m["path"], m["slice"]
-    return text, None
-
-
 def cmd_show(args) -> None:
     path, slice_ = split_path_slice(args.path)
+    path, version = split_version(path)
     if args.slice is not None:
         if slice_ is not None:
             raise _UsageError("give the slice either in brackets or with --slice, not both")
         slice_ = args.slice
-    with _client(args) as client:
+    with _client(args) as base:
+        client = base.at_version(version)
+        if dry_run(args, client, path, slice_):
+            return
         data = client.get_slice(path, slice_ or None, as_blosc2=False, field=args.field, filter=args.filter)
     emit(args, data, lambda: show_text(data))
 
 
 def cmd_download(args) -> None:
     local = Path(args.local) if args.local else Path(".")
-    with _client(args) as client:
-        dest = client.download(args.path, local)
+    path, version = split_version(args.path)
+    with _client(args) as base:
+        client = base.at_version(version)
+        if dry_run(args, client, path, None):
+            return
+        dest = client.download(path, local)
     size = dest.stat().st_size
     emit(args, {"path": args.path.strip("/"), "local": str(dest), "size": size},
           f"saved {args.path.strip('/')} to {dest} ({human_size(size)})")
@@ -321,15 +318,17 @@ def _args_src_dst(p: argparse.ArgumentParser) -> None:
 
 
 def _args_show(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="PATH or PATH[SLICE], e.g. example/dir2/ds-4d.b2nd[1,2,3]")
+    p.add_argument("path", help="PATH, PATH[SLICE], PATH@VERSION[SLICE], e.g. example/dir2/ds-4d.b2nd[1,2,3]")
     p.add_argument("--slice", help="the slice, instead of brackets, e.g. '2:4, 3:6'")
     p.add_argument("--field", help="one field of a structured array")
     p.add_argument("--filter", help="a boolean expression over the fields, e.g. '(a > 990) & d'")
+    add_read_options(p)
 
 
 def _args_download(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="dataset or file path")
+    p.add_argument("path", help="dataset or file path (PATH@VERSION: an earlier version)")
     p.add_argument("local", nargs="?", help="local file, or existing directory (default: .)")
+    add_read_options(p)
 
 
 def _args_upload(p: argparse.ArgumentParser) -> None:
@@ -404,6 +403,7 @@ COMMANDS: list[tuple[str, Callable, str, str, Callable[[argparse.ArgumentParser]
      "  CATCLIENT_PASSWORD=secret catclient login alice@example.com", _args_login),
     ("logout", cmd_logout, "forget the session token saved for --url",
      "examples:\n  catclient logout", _no_args),
+    *cli_history.COMMANDS,
 ]
 
 

@@ -25,6 +25,7 @@ from catclient import __version__
 from catclient.cache import DEFAULT_CACHE_BYTES, ChunkCache
 from catclient.chunks import Chunks
 from catclient.errors import BadRequest
+from catclient.history import History
 from catclient.keys import normalize_key as normalize_key  # where the one-module client had it
 from catclient.objects import Dataset, File, Group, Root
 from catclient.reads import Reads
@@ -45,7 +46,7 @@ DEFAULT_PLAN_THRESHOLD = 1_000_000
 DEFAULT_WORKERS = 16
 
 
-class Client(Session, Reads, Chunks, Transfers, Writes):
+class Client(Session, Reads, Chunks, Transfers, Writes, History):
     """A client of a Caterva2-compatible API (ours, or Caterva2's own server).
 
     Parameters

@@ -142,6 +142,19 @@ class File(_Node):
         """Compressed (stored) size in bytes."""
         return cbytes_of(self.meta)
 
+    @property
+    def version(self) -> int | None:
+        """The version this object reads (pinned by ``client.get(path, version=n)``, else the current one)."""
+        return self.meta.get("version")
+
+    def history(self, limit: int = 50) -> list[dict]:
+        """Its kept versions, newest first (see :meth:`Client.history`)."""
+        return self.client.history(self.path, limit=limit)["versions"]
+
+    def estimate(self, key=None) -> dict:
+        """What reading *key* would do and cost (see :meth:`Client.estimate`)."""
+        return self.client.estimate(self.path, key)
+
     def __getitem__(self, key):
         return self.slice(key, as_blosc2=False)
 

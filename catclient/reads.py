@@ -73,7 +73,7 @@ class Reads:
         """
         return self._json("GET", "info", path_str(path))
 
-    def get(self, path) -> Root | File | Dataset | Group:
+    def get(self, path, version: int | None = None) -> Root | File | Dataset | Group:
         """An object for a root, directory, dataset or file.
 
         Parameters
@@ -82,12 +82,17 @@ class Reads:
             ``"example"`` gives a :class:`Root`; ``"example/ds-1d.b2nd"`` a
             :class:`Dataset`; a plain file a :class:`File`; a directory a
             :class:`Group`.  Objects are returned as they are.
+        version : int, optional
+            An earlier version of a dataset or file: the object reads only it
+            (through :meth:`at_version`).
 
         Returns
         -------
         Root, Dataset, File or Group
 
         """
+        if version is not None:
+            return self.at_version(version).get(path_str(path))
         if isinstance(path, Root | File | Group):
             return path
         text = path_str(path)

@@ -47,8 +47,15 @@ def _retry_after(value: str | None, attempt: int) -> float:
         return _backoff(attempt)
 
 
+#: Endpoints that read one version of a dataset: a pinned client (``Client.at_version``) adds ``version``
+VERSIONED = frozenset({"info", "fetch", "chunk", "download", "plan", "estimate"})
+
+
 class Session:
     """Connections, credentials and requests (the part of a client that speaks HTTP)."""
+
+    #: The dataset version this client reads (None: the current one; see ``Client.at_version``)
+    _version: int | None = None
 
     def _open_session(self, auth, transport: httpx.BaseTransport | None, *, user_agent: str) -> None:
         """Open the connection pool and log in (or take a token); closes everything on failure."""
@@ -162,7 +169,10 @@ class Session:
             # Caterva2's move/copy/lazyexpr endpoints carry a trailing slash
             return f"{self.urlbase}/api/{endpoint}/" if slash else f"{self.urlbase}/api/{endpoint}"
         # '@' goes as %40 as Caterva2's clients send it
-        return f"{self.urlbase}/api/{endpoint}/{urllib.parse.quote(path, safe='/')}"
+        url = f"{self.urlbase}/api/{endpoint}/{urllib.parse.quote(path, safe='/')}"
+        if self._version is not None and endpoint in VERSIONED:  # requests without params keep it
+            url += f"?version={self._version}"
+        return url
 
     def _request(
         self,
@@ -180,6 +190,8 @@ class Session:
     ) -> httpx.Response:
         """One API request; HTTP and network errors become :mod:`catclient.errors` exceptions."""
         hdrs = {**(self._auth_headers if auth else {}), **(headers or {})}
+        if self._version is not None and endpoint in VERSIONED:
+            params = {**(params or {}), "version": self._version}  # params replace the URL's query
         try:
             resp = self._send(method, url, params=params, json=json, data=data, files=files, headers=hdrs)
         except httpx.TimeoutException as exc:

@@ -82,7 +82,18 @@ def _parser() -> argparse.ArgumentParser:
         default=settings.gc_grace,
         help="seconds after its last write an object is kept; env CAT_GC_GRACE (default %(default)s)",
     )
-    gc.add_argument("--keep-versions", type=int, default=0, help="earlier versions to keep per dataset")
+    gc.add_argument(
+        "--keep-versions",
+        type=int,
+        default=max(0, settings.keep_versions - 1),
+        help="earlier versions to keep per dataset; default CAT_KEEP_VERSIONS - 1 (%(default)s)",
+    )
+    gc.add_argument(
+        "--keep-seconds",
+        type=float,
+        default=settings.keep_seconds,
+        help="also keep versions committed less than this many seconds ago; env CAT_KEEP_SECONDS",
+    )
     gc.add_argument("--delete", action="store_true", help="delete the garbage (default: only count it)")
     gc.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
@@ -133,6 +144,7 @@ def _gc(args) -> tuple[object, str]:
         grace=args.grace,
         delete=args.delete,
         keep=args.keep_versions,
+        keep_seconds=args.keep_seconds,
         progress=None if args.quiet else _progress,
     )
     lines = [f"s3://{args.bucket}: {report.heads} heads, {report.catalogs} catalogs, grace {args.grace:g} s"]

@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from functions.adapters.inprocess import LocalInvoker
-from functions.engine import compute
+from functions.engine import compute, healing
 from functions.engine.chunkwrites import ChunkWrites
 from functions.engine.compute import Coordinator
+from functions.engine.estimate import Prices
 from functions.engine.lazydata import LazyDatasets
 from functions.engine.limits import LoginLimiter
 from functions.engine.ports import Authenticator, BlobStore, Downloader, EventSink, Invoker, Staging
 from functions.engine.publish import Publisher
 from functions.engine.reads import ReadService
 from functions.engine.region import Region
+from functions.engine.timetravel import TimeTravel
 from functions.engine.urlload import UrlLoads, UrlPolicy
 from functions.engine.users import UserAdmin
 from functions.engine.writes import WriteService
@@ -50,6 +52,8 @@ class Services:
     users: UserAdmin | None = field(init=False)
     url_loads: UrlLoads | None = field(init=False)
     chunk_writes: ChunkWrites = field(init=False)
+    #: Versions, the change feed and estimates
+    timetravel: TimeTravel = field(init=False)
 
     def __post_init__(self) -> None:
         if self.invoker is None:
@@ -71,6 +75,15 @@ class Services:
             lazy=self.lazy,
             max_read_nbytes=self.settings.max_read_nbytes,
         )
+        prices = Prices(
+            self.settings.price_get,
+            self.settings.price_egress_gb,
+            self.settings.price_lambda_gbs,
+            self.settings.lambda_memory_mb,
+        )
+        self.timetravel = TimeTravel(self.read, prices)
+        if self.region.cache is not None:
+            self.region.on_revalidate = healing.revalidation_hook(self.region)
         self.writes = WriteService(
             self.publisher,
             self.region,

@@ -142,6 +142,28 @@ class Settings(BaseSettings):
         "seconds `cat-admin gc` never deletes an object after its last write (covers a publish in flight)",
         3600.0,
     )
+    # Retention of earlier versions (read through ?version=): the current one is always kept.
+    keep_versions: int = _env(
+        "CAT_KEEP_VERSIONS",
+        "versions of each dataset `cat-admin gc` keeps, the current one included (1 = only it)",
+        1,
+    )
+    keep_seconds: float = _env(
+        "CAT_KEEP_SECONDS",
+        "`cat-admin gc` also keeps every version committed less than this many seconds ago (0 = none)",
+        0.0,
+    )
+    # Price table of /api/estimate (USD; us-east-1 list prices, 2026). Documented in docs/wire.md.
+    price_get: float = _env("CAT_PRICE_GET", "dollars per 1000 S3 GET requests (estimates)", 0.0004)
+    price_egress_gb: float = _env(
+        "CAT_PRICE_EGRESS_GB", "dollars per GB moved out of AWS to the client (estimates)", 0.09
+    )
+    price_lambda_gbs: float = _env(
+        "CAT_PRICE_LAMBDA_GBS", "dollars per GB-second of API Lambda time (estimates)", 0.0000166667
+    )
+    lambda_memory_mb: int = _env(
+        "CAT_LAMBDA_MEMORY_MB", "memory of the API function, MB (estimates: GB-seconds)", 1024
+    )
     cors_origins: str = _env(
         "CAT_CORS_ORIGINS",
         "comma-separated web origins allowed to call the API from a browser (`*` = any; empty = no CORS)",

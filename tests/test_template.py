@@ -226,7 +226,7 @@ def _expected_grants(
     """What each handler's code calls, as IAM (action, resource) pairs.
 
     - S3Store.get / exists / presign_get -> s3:GetObject (HeadObject is authorised by it);
-    - S3Store.put (chunks c/, manifests m/, heads h/, catalogs r/, roots.json) -> s3:PutObject;
+    - S3Store.put (chunks c/, manifests m/, heads h/, catalogs r/, feed entries f/, roots.json) -> s3:PutObject;
       the API also puts published frames of filled arrays (p/) and slot claims (w/, deleted
       once the array is published);
     - S3Store.list, and telling a missing key (404) from a forbidden one (403) -> s3:ListBucket;
@@ -238,7 +238,7 @@ def _expected_grants(
     """
     o, c, i = (f"arn:aws:s3:::{b}" for b in (origin, cache, ingest))
     read_origin = {("s3:GetObject", f"{o}/*"), ("s3:ListBucket", o)}
-    publish = {("s3:PutObject", f"{o}/{p}") for p in ("c/*", "m/*", "h/*", "r/*", "roots.json")}
+    publish = {("s3:PutObject", f"{o}/{p}") for p in ("c/*", "m/*", "h/*", "r/*", "f/*", "roots.json")}
     cache_rw = {("s3:GetObject", f"{c}/*"), ("s3:PutObject", f"{c}/*"), ("s3:ListBucket", c)}
     st = f"arn:aws:s3:::{staging}"
     stage = {(a, f"{st}/_staging/*") for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")}

@@ -79,9 +79,9 @@ class MemoryStore:
             self._objects.pop(key, None)
             self._modified.pop(key, None)
 
-    def list(self, prefix: str) -> Iterator[str]:
+    def list(self, prefix: str, start_after: str = "") -> Iterator[str]:
         with self._lock:
-            keys = sorted(k for k in self._objects if k.startswith(prefix))
+            keys = sorted(k for k in self._objects if k.startswith(prefix) and k > start_after)
         yield from keys
 
     def presign_get(self, key: str, expires: int) -> str | None:

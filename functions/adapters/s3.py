@@ -200,10 +200,11 @@ class S3Store:
     def delete(self, key: str) -> None:
         self._call("delete_object", key)
 
-    def list(self, prefix: str) -> Iterator[str]:
+    def list(self, prefix: str, start_after: str = "") -> Iterator[str]:
         paginator = self._s3.get_paginator("list_objects_v2")
+        after = {"StartAfter": start_after} if start_after else {}
         try:
-            for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
+            for page in paginator.paginate(Bucket=self.name, Prefix=prefix, **after):
                 for obj in page.get("Contents", ()):
                     yield obj["Key"]
         except (BotoConnectionError, BotoCoreError) as err:

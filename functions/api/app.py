@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 
 from catclient.wire import human_bytes
-from functions.api import auth, chunkwrite, errors, lazy, openapi, read, users, write
+from functions.api import auth, chunkwrite, errors, history, lazy, openapi, read, users, write
 from functions.engine import fetchrules
 from functions.services import Services
 from functions.web import routes as web
@@ -111,6 +111,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(chunkwrite.router)
     app.include_router(lazy.router)
     app.include_router(users.router)
+    history.install(app)
     web.install(app)
     openapi.install(app)
     fetch_bound = ("POST", "/api/fetch/", fetchrules.MAX_FETCH_BODY)
@@ -123,7 +124,7 @@ def create_app(services: Services) -> FastAPI:
 #: What browsers may send cross-origin: every method the API has, and the headers the
 #: clients set (Authorization: bearer tokens; Content-Type: JSON and uploads; Range).
 CORS_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"]
-CORS_HEADERS = ["Authorization", "Content-Type", "Accept", "Range"]
+CORS_HEADERS = ["Authorization", "Content-Type", "Accept", "Range", "X-Cat-Max-Bytes"]
 #: Response headers a page may read (the rest are hidden from cross-origin scripts).
 CORS_EXPOSED = ["Content-Disposition", "Content-Length", "ETag", "X-Cat-Cache", "X-Cat-Skipped"]
 

@@ -11,6 +11,7 @@ from starlette.background import BackgroundTask
 
 from functions.api.auth import Caller
 from functions.api.deps import services_of
+from functions.api.history import Version, at_version, check_budget
 from functions.engine.answers import Stream
 from functions.engine.reads import FetchParams, ReadService
 from functions.engine.region import CacheStats
@@ -25,9 +26,9 @@ def _reads(request: Request) -> ReadService:
     return services_of(request).read
 
 
-def _dataset(path: str, who: Principal) -> Location:
-    """A user path that must name something inside a root (not the root itself)."""
-    return resolve(path, who, allow_root_only=False)
+def _dataset(path: str, who: Principal, version: int | None = None) -> Location:
+    """A user path that must name something inside a root (not the root itself), at *version*."""
+    return at_version(resolve(path, who, allow_root_only=False), version)
 
 
 def _body_response(body: bytes | Stream, media_type: str, headers: dict[str, str]) -> Response:
@@ -73,9 +74,11 @@ def list_(path: str, request: Request, who: Caller) -> list[str]:
 
 
 @router.get("/info/{path:path}", summary="Metadata of a dataset, file or directory")
-def info(path: str, request: Request, response: Response, who: Caller) -> dict:
-    """Caterva2's metadata JSON; a dataset's answer carries an ``ETag`` naming its version."""
-    out = _reads(request).info(resolve(path, who), who)
+def info(path: str, request: Request, response: Response, who: Caller, version: Version = None) -> dict:
+    """Caterva2's metadata JSON (of an earlier version with ``version``); a dataset's answer
+    carries an ``ETag`` naming its version.
+    """
+    out = _reads(request).info(at_version(resolve(path, who), version), who)
     if "version" in out and "mtime" in out:
         # A version is committed once per path (a delete leaves a tombstone version), so the
         # pair names one content: a chunk write that leaves the size alone still moves it
@@ -83,7 +86,14 @@ def info(path: str, request: Request, response: Response, who: Caller) -> dict:
     return out
 
 
-def _fetch(request: Request, path: str, params: FetchParams, who: Principal, range_header: str | None):
+def _fetch(
+    request: Request,
+    path: str,
+    params: FetchParams,
+    who: Principal,
+    range_header: str | None,
+    version: int | None = None,
+):
     if range_header:
         # Frames are assembled on demand, so byte offsets are not stable to offer;
         # clients fall back to /api/chunk on any non-206 answer (and api/info says so)
@@ -91,7 +101,9 @@ def _fetch(request: Request, path: str, params: FetchParams, who: Principal, ran
             {"detail": "byte ranges are not served; read whole chunks through /api/chunk"},
             status_code=416,
         )
-    loc = _dataset(path, who)
+    loc = _dataset(path, who, version)
+    if params.indices is None:
+        check_budget(request, loc, params.slice_, who)
     stats = CacheStats()
     body = _reads(request).fetch(loc, params, stats, who)
     return _data_response(body, stats)
@@ -106,10 +118,11 @@ def fetch(
     field: str | None = None,
     filter: str | None = None,
     indices: str | None = None,
+    version: Version = None,
     range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
     """``slice_`` (``"2:4, 3:6"``), ``indices`` (JSON), ``field`` and ``filter`` select data."""
-    return _fetch(request, path, FetchParams(slice_, field, filter, indices), who, range_header)
+    return _fetch(request, path, FetchParams(slice_, field, filter, indices), who, range_header, version)
 
 
 @router.post(
@@ -120,20 +133,25 @@ def fetch_post(
     request: Request,
     who: Caller,
     body: Annotated[FetchBody, Body()],
+    version: Version = None,
     range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
     """For keys too long for a query string."""
     params = FetchParams(body.slice_, body.field, body.filter, body.indices)
-    return _fetch(request, path, params, who, range_header)
+    return _fetch(request, path, params, who, range_header, version)
 
 
 @router.get("/chunk/{path:path}", summary="One compressed chunk, as stored", response_class=Response)
 def chunk(
-    path: str, request: Request, who: Caller, nchunk: Annotated[int, Query(description="chunk index")]
+    path: str,
+    request: Request,
+    who: Caller,
+    nchunk: Annotated[int, Query(description="chunk index")],
+    version: Version = None,
 ) -> Response:
     """Exactly ``schunk.get_chunk(nchunk)`` (what ``blosc2.Proxy`` reads)."""
     stats = CacheStats()
-    body = _reads(request).chunk(_dataset(path, who), nchunk, stats, who)
+    body = _reads(request).chunk(_dataset(path, who, version), nchunk, stats, who)
     return _data_response(body, stats)
 
 
@@ -143,11 +161,14 @@ def download(
     request: Request,
     who: Caller,
     accept_encoding: Annotated[str | None, Header()] = None,
+    version: Version = None,
 ) -> Response:
     """Frames as frames; plain files decompressed, or as a cframe with ``Accept-Encoding: blosc2``."""
     wants_blosc2 = "blosc2" in (accept_encoding or "")
+    loc = _dataset(path, who, version)
+    check_budget(request, loc, None, who)
     stats = CacheStats()
-    dl = _reads(request).download(_dataset(path, who), blosc2_encoding=wants_blosc2, stats=stats, who=who)
+    dl = _reads(request).download(loc, blosc2_encoding=wants_blosc2, stats=stats, who=who)
     headers = {
         CACHE_HEADER: stats.header(),
         "Content-Disposition": f'attachment; filename="{_quote(dl.filename)}"',
@@ -158,10 +179,12 @@ def download(
 
 
 @router.get("/plan/{path:path}", summary="Read plan: presigned URLs of the chunks a slice needs")
-def plan(path: str, request: Request, who: Caller, slice_: str | None = None) -> JSONResponse:
+def plan(
+    path: str, request: Request, who: Caller, slice_: str | None = None, version: Version = None
+) -> JSONResponse:
     """The chunks ``slice_`` touches, in the region's cache bucket, as short-lived URLs."""
     stats = CacheStats()
-    body = _reads(request).plan(_dataset(path, who), slice_, stats, who)
+    body = _reads(request).plan(_dataset(path, who, version), slice_, stats, who)
     return JSONResponse(body, headers={CACHE_HEADER: stats.header()})
 
 

@@ -19,8 +19,9 @@ What is live (kept)
   head was last written, and before any manifest of version *v* + 2 was
   written (that publisher read the head at *v* + 1), so it is kept unless one of
   those is older than ``grace``;
-* the ``keep`` newest earlier versions of each dataset, if asked (no API reads
-  an earlier version today, so the default keeps none);
+* the ``keep`` newest earlier versions of each dataset, and every version
+  committed less than ``keep_seconds`` ago, if asked: the retention of versions
+  read through ``?version=`` (``CAT_KEEP_VERSIONS``, ``CAT_KEEP_SECONDS``);
 * every chunk such a manifest references.  Chunks are shared across datasets by
   content address: one live reference anywhere keeps a chunk.
 
@@ -156,6 +157,7 @@ def collect(
     grace: float = DEFAULT_GRACE,
     delete: bool = False,
     keep: int = 0,
+    keep_seconds: float = 0.0,
     clock: Callable[[], float] = time.time,
     progress: Progress | None = None,
     workers: int = 16,
@@ -173,6 +175,8 @@ def collect(
         Delete the garbage; without it, only count it (a dry run).
     keep : int
         Earlier versions of each dataset to keep besides those the grace keeps.
+    keep_seconds : float
+        Also keep every version whose manifest was written less than this many seconds ago.
     clock : callable
         Now, POSIX seconds (the store's write times are compared with it).
     progress : callable, optional
@@ -188,8 +192,8 @@ def collect(
         A negative *grace* or *keep*.
 
     """
-    if grace < 0 or keep < 0:
-        raise ValueError("grace and keep must not be negative")
+    if grace < 0 or keep < 0 or keep_seconds < 0:
+        raise ValueError("grace, keep and keep_seconds must not be negative")
     report = GcReport(grace=grace, cutoff=clock() - grace, deleting=delete)
     chunks = list(_counted(store.scan("c/"), "list c/", progress))
     manifests = list(_counted(store.scan("m/"), "list m/", progress))
@@ -200,6 +204,11 @@ def collect(
         by_dataset = _group_manifests(manifests, report)
         live_keys = named | {h.manifest for h, _ in heads.values() if h.manifest and not h.deleted}
         live_keys |= _retained(by_dataset, heads, report.cutoff, keep)
+        if keep_seconds:
+            recent = clock() - keep_seconds
+            live_keys |= {
+                item.key for entries in by_dataset.values() for _, item in entries if item.modified > recent
+            }
         digests = _referenced(store, pool, live_keys, progress)
         listed = [item for entries in by_dataset.values() for _, item in entries]
         _classify(report, report.manifests, listed, live_keys.__contains__)
@@ -244,9 +253,7 @@ def _read_heads(store: BlobStore, pool: ThreadPoolExecutor, progress) -> dict[st
     # new write time, so the version read is never judged by an older one
     written = {item.key: item.modified for item in store.scan("h/")}
     return {
-        key[2:-5]: (head, written.get(key, float("inf")))
-        for key, head in found.items()
-        if head is not None
+        key[2:-5]: (head, written.get(key, float("inf"))) for key, head in found.items() if head is not None
     }
 
 

@@ -36,3 +36,11 @@ def catalog_key(root: str) -> str:
 def fill_marker_key(root: str, path: str, nonce: str, nchunk: int) -> str:
     """Key of the marker that claims slot *nchunk* of a laid-out array being filled (created once)."""
     return f"w/{root}/{path}/{nonce}/{nchunk}"
+def feed_prefix(root: str) -> str:
+    """Prefix of a root's change feed (``functions.engine.feed``)."""
+    return f"f/{root}/"
+
+
+def feed_key(root: str, seq: int) -> str:
+    """Key of the feed entry that catalog version *seq* committed; zero-padded so keys sort by *seq*."""
+    return f"f/{root}/{seq:012d}.json"

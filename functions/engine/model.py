@@ -105,6 +105,13 @@ class Manifest:
     version: int
     mtime: str
     content: Content
+    #: Key of the manifest this version replaced (None: the first version, or after a
+    #: delete).  The head's conditional write made it the committed predecessor, so the
+    #: chain from a head is the dataset's committed history (orphans of lost races are
+    #: never on it).  Absent from manifests written before it existed.
+    previous: str | None = None
+    #: Who committed it, when known (a user name; None for tools and drops)
+    author: str | None = None
 
     @property
     def kind(self) -> str:
@@ -124,8 +131,10 @@ class Manifest:
     def to_bytes(self) -> bytes:
         """JSON bytes as stored."""
         c = self.content
+        extra = {k: v for k, v in (("previous", self.previous), ("author", self.author)) if v}
         return dumps(
             {
+                **extra,
                 "format": 1,
                 "root": self.root,
                 "path": self.path,
@@ -152,7 +161,13 @@ class Manifest:
             refs=tuple(ChunkRef.from_json(r) for r in d["refs"]),
         )
         return cls(
-            root=d["root"], path=d["path"], version=int(d["version"]), mtime=d["mtime"], content=content
+            root=d["root"],
+            path=d["path"],
+            version=int(d["version"]),
+            mtime=d["mtime"],
+            content=content,
+            previous=d.get("previous"),
+            author=d.get("author"),
         )
 
 
@@ -213,6 +228,11 @@ class ChangeEvent:
     manifest: str | None
     changed_chunks: tuple[int, ...] = ()
     nchunks: int = 0
+    #: Position of this change in its root's feed (``functions.engine.feed``): the
+    #: catalog version that committed it, and the opaque cursor a subscriber continues
+    #: from after applying it (0 and "" when the feed did not record it)
+    seq: int = 0
+    cursor: str = ""
 
     def to_json(self) -> dict:
         """The message body."""
@@ -236,4 +256,6 @@ class ChangeEvent:
             manifest=d.get("manifest"),
             changed_chunks=tuple(int(i) for i in d.get("changed_chunks", ())),
             nchunks=int(d.get("nchunks", 0)),
+            seq=int(d.get("seq", 0)),
+            cursor=str(d.get("cursor", "")),
         )

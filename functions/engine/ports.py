@@ -95,8 +95,8 @@ class BlobStore(Protocol):
         """Remove *key* (no error if absent)."""
         ...
 
-    def list(self, prefix: str) -> Iterator[str]:
-        """Keys starting with *prefix*, in lexicographic order."""
+    def list(self, prefix: str, start_after: str = "") -> Iterator[str]:
+        """Keys starting with *prefix*, in lexicographic order (only those after *start_after*, if given)."""
         ...
 
     def presign_get(self, key: str, expires: int) -> str | None:

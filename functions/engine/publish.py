@@ -8,6 +8,7 @@ corruption.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -17,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from functions.engine import layout
+from functions.engine import authorship, feed, layout
 from functions.engine.content import Loaded, load_path, reuse_unchanged
 from functions.engine.errors import Conflict, NotFound, PreconditionFailed
 from functions.engine.model import Catalog, ChangeEvent, Content, Head, Manifest, dumps, utcnow_iso
@@ -178,6 +179,7 @@ class Publisher:
         loaded: Loaded,
         *,
         expect_version: int | None = None,
+        author: str | None = None,
         _deferred: list | None = None,
     ) -> PublishResult:
         """Publish one dataset version; a no-op when the content did not change.
@@ -191,6 +193,8 @@ class Publisher:
         expect_version : int, optional
             Commit only over this version (0: the dataset must not exist); for
             read-modify-write callers (append, move) that must not lose an update.
+        author : str, optional
+            Who commits it (kept in the manifest; the history lists it).
 
         Raises
         ------
@@ -220,7 +224,10 @@ class Publisher:
             if uploaded == (0, 0):
                 uploaded = self._upload_chunks(loaded, known)
             version = (head.version if head else 0) + 1
-            manifest = Manifest(root, path, version, self._clock(), loaded.content)
+            manifest = Manifest(
+                root, path, version, self._clock(), loaded.content, head.manifest if live else None,
+                author or authorship.current(),
+            )
             mkey = layout.manifest_key(root, path, version, content_hash)
             try:
                 self.store.put(mkey, manifest.to_bytes(), if_none_match=True, content_type="application/json")
@@ -325,16 +332,17 @@ class Publisher:
                 out.append(exc)
         if not deferred:
             return out
+        changes = [feed.change_of(event) for _, event in deferred if event is not None]
         try:
-            written = self._merge_catalog(root, [head for head, _ in deferred])
+            written, seq = self._merge_catalog(root, [head for head, _ in deferred], changes)
         except Exception as exc:  # noqa: BLE001 - heads are committed; a retry repairs the catalog
             return [exc if isinstance(r, PublishResult) else r for r in out]
         for result in out:
             if isinstance(result, PublishResult) and result.status == "published":
                 result.written.update(written)
-        for _, event in deferred:
-            if event is not None:
-                self._emit(event)
+        events = [event for _, event in deferred if event is not None]
+        for n, event in enumerate(events, start=1):
+            self._emit(_positioned(event, seq, n))
         return out
 
     def _commit_side_effects(
@@ -361,8 +369,9 @@ class Publisher:
         if deferred is not None:
             deferred.append((head, event))
             return written
-        written.update(self._update_catalog(head))
-        self._emit(event)
+        catalog_written, seq = self._update_catalog(head, [feed.change_of(event)])
+        written.update(catalog_written)
+        self._emit(_positioned(event, seq, 1))
         return written
 
     def _emit(self, event: ChangeEvent) -> None:
@@ -390,31 +399,21 @@ class Publisher:
         if entry is None or entry.get("version", 0) < head.version:
             self._update_catalog(head)
 
-    def _update_catalog(self, head: Head) -> dict:
+    def _update_catalog(self, head: Head, changes: list[dict] | None = None) -> tuple[dict, int]:
         """Merge *head* into its root's catalog; see :meth:`_merge_catalog`."""
-        return self._merge_catalog(head.root, [head])
+        return self._merge_catalog(head.root, [head], changes or [])
 
-    def _merge_catalog(self, root: str, heads: list[Head]) -> dict:
-        """Merge *heads* (all of *root*) into its catalog in one CAS loop.
+    def _merge_catalog(self, root: str, heads: list[Head], changes: list[dict]) -> tuple[dict, int]:
+        """Record *changes* in the root's feed and merge *heads* into its catalog (:func:`feed.commit`).
 
         An older head never overwrites a newer entry. Returns what it wrote (catalog,
-        and the roots index for a new root), key → JSON value; ``{}`` when nothing changed.
+        and the roots index for a new root), key → JSON value, and the feed seq (0: nothing new).
         """
-        for _attempt in _attempts(MAX_CAS_ATTEMPTS * 4):
-            catalog, etag = self.read_catalog(root)
-            created = catalog is None
-            catalog = catalog or Catalog(root)
-            if not sum([_merge_entry(catalog, head, created) for head in heads]):
-                return {}
-            catalog.version += 1
-            body = catalog.to_bytes()
-            if not self._cas_put(layout.catalog_key(root), body, etag):
-                continue
-            written = {layout.catalog_key(root): json.loads(body)}
-            if created:
-                written.update(self._register_root(root))
-            return written
-        raise Conflict(f"catalog of {root}: too many concurrent writers")
+        done = feed.commit(self.store, root, heads, changes, clock=self._clock, attempts=_attempts)
+        written = dict(done.written)
+        if written.pop("created", False):
+            written.update(self._register_root(root))
+        return written, done.seq
 
     def _register_root(self, root: str) -> dict:
         for _attempt in _attempts(MAX_CAS_ATTEMPTS * 4):
@@ -483,18 +482,11 @@ class Publisher:
         )
 
 
-def _merge_entry(catalog: Catalog, head: Head, created: bool) -> bool:
-    """Apply *head* to *catalog*'s entries; whether that changed anything (or creates the catalog)."""
-    entry = catalog.datasets.get(head.path)
-    if entry is not None and entry.get("version", 0) >= head.version:
-        return False
-    if head.deleted:
-        if entry is None and not created:
-            return False
-        catalog.datasets.pop(head.path, None)
-    else:
-        catalog.datasets[head.path] = head.to_json()
-    return True
+def _positioned(event: ChangeEvent, seq: int, n: int) -> ChangeEvent:
+    """*event* with its place in the root's feed (the *n*-th change of entry *seq*)."""
+    if not seq:
+        return event
+    return dataclasses.replace(event, seq=seq, cursor=feed.encode_cursor(event.root, seq, n))
 
 
 def _check_expected(root: str, path: str, head: Head | None, expect_version: int | None) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from catclient import wire
 from catclient.wire import human_bytes
-from functions.engine import answers, expr, spaces
+from functions.engine import answers, expr, history, spaces
 from functions.engine.answers import AnswerLimits, Stream
 from functions.engine.containerreads import ContainerReads, Member, container_chunk_refused
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
@@ -132,6 +132,8 @@ class ReadService:
         try:
             with spaces.speaking_as(who):
                 yield
+        except history.VersionGone as exc:
+            raise DatasetNotFound(f"{loc.path}: {exc.reason}") from None
         except DatasetNotFound:
             # The domain may name a root or an object key: name the user's path instead
             raise DatasetNotFound(loc.path) from None
@@ -195,8 +197,10 @@ class ReadService:
     def _info(self, loc: Location, may_read: MayRead) -> dict:
         if loc.rel:
             try:
-                manifest = self.region.dataset(loc.root, loc.rel)
+                manifest = history.manifest_of(self.region, loc.root, loc.rel, loc.version)
             except DatasetNotFound:
+                if loc.version is not None:
+                    raise
                 manifest = None
             if manifest is not None and (table := self.containers.table(loc, manifest)) is not None:
                 return self.containers.table_info(table, manifest)
@@ -252,7 +256,7 @@ class ReadService:
         """Current manifest of a dataset (404 for directories and unknown paths)."""
         if not loc.rel:
             raise BadRequest(f"{loc.space!r} is a root, not a dataset")
-        return self.region.dataset(loc.root, loc.rel)
+        return history.manifest_of(self.region, loc.root, loc.rel, loc.version)
 
     def _sized(self, body: bytes, what: str, hint: str) -> bytes | Stream:
         """*body* as it may be sent: buffered, streamed from memory, or refused (413)."""

@@ -174,6 +174,9 @@ class Region:
         self.in_cache = KnownSet(200_000)
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
         self._manifest_lock = threading.Lock()
+        #: Called with (key, value) when a copy past its TTL was read again from the origin
+        #: (``functions.engine.healing.revalidation_hook``); None: nothing more happens
+        self.on_revalidate: Callable[[str, object], None] | None = None
 
     # ------------------------------------------------------------------ metadata
 
@@ -233,6 +236,8 @@ class Region:
                 return copy["value"]  # stale but served: the origin is down
             raise
         self._write_copy(key, value)
+        if not fresh and self.on_revalidate is not None:
+            self.on_revalidate(key, value)  # a TTL miss: healing compares feed positions
         return value
 
     def learn(self, key: str, value) -> None:
@@ -257,8 +262,8 @@ class Region:
         with self._memo_lock:
             self._memo.pop(key, None)
 
-    def head(self, root: str, path: str) -> Head:
-        """The current head of a dataset.
+    def head(self, root: str, path: str, *, fresh: bool = False) -> Head:
+        """The current head of a dataset (``fresh``: asked of the origin, whatever the copies say).
 
         Raises
         ------
@@ -266,7 +271,7 @@ class Region:
             If it does not exist or was deleted.
 
         """
-        value = self._meta(layout.head_key(root, path))
+        value = self._meta(layout.head_key(root, path), fresh=fresh)
         if value is None or value.get("deleted"):
             raise DatasetNotFound(f"{root}/{path}")
         return Head.from_json(value)

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from functions.engine import authorship
 from functions.engine.errors import AuthRequired, BadRequest, DatasetNotFound, Forbidden
 from functions.engine.paths import split_path
 
@@ -86,12 +87,15 @@ class Location:
         The storage root (``@personal.<sub>``, ``example``).
     rel : str
         Path inside the root ("" for the root itself).
+    version : int or None
+        The version asked for (``?version=``); None for the current one.
 
     """
 
     space: str
     root: str
     rel: str
+    version: int | None = None
 
     @property
     def path(self) -> str:
@@ -237,9 +241,11 @@ def speaking_as(who: Principal) -> Iterator[None]:
 
     The domain names storage roots in its messages (``@personal.<sub>/x``);
     users only know ``@personal/x``.  Errors are re-raised as the same type.
+    Commits made inside name *who* as their author (:mod:`functions.engine.authorship`).
     """
     try:
-        yield
+        with authorship.committing_as(who.username):
+            yield
     except Exception as exc:
         if who.sub is None or personal_root(who.sub) not in str(exc):
             raise

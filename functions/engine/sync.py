@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from functions.engine import healing
 from functions.engine.model import ChangeEvent
 from functions.engine.region import Region
 
@@ -35,7 +36,12 @@ def apply_message(region: Region, body: str, subscribed: set[str] | None = None)
     event = parse_message(body)
     subscribed = region.subscriptions() if subscribed is None else subscribed
     changed = region.apply_event(event, prefetch=event.root in subscribed)
-    return SyncOutcome("applied" if changed else "ignored", f"{event.root}/{event.path} v{event.version}")
+    # The event's feed position: a gap before it means lost events, healed from the feed now
+    healed = healing.after_event(region, event, prefetch=event.root in subscribed)
+    detail = f"{event.root}/{event.path} v{event.version}"
+    if healed is not None:
+        detail += f" (healed {healed.changes} missed change(s) from the feed)"
+    return SyncOutcome("applied" if changed or (healed and healed.refreshed) else "ignored", detail)
 
 
 def apply_messages(region: Region, bodies: Iterable[str]) -> list[SyncOutcome]:

@@ -6,6 +6,7 @@ import json
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.engine.healing import heal_all
 from functions.engine.sync import apply_message
 from functions.handlers.common import (
     RecordFailed,
@@ -59,7 +60,15 @@ def process(region, event: dict, context=None) -> dict:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event, context):
-    """Lambda entry point (SQS event source of this region's sync queue, ``ReportBatchItemFailures``)."""
+    """Lambda entry point (SQS event source of this region's sync queue, ``ReportBatchItemFailures``).
+
+    A scheduled event (EventBridge, ``"source": "aws.events"``) instead compares every
+    root's applied feed position with the origin and heals the roots behind.
+    """
+    if isinstance(event, dict) and event.get("source") == "aws.events":
+        healed = heal_all(services().region)
+        logger.info("feed heal", roots={root: h.changes for root, h in healed.items()})
+        return {"healed": {root: h.changes for root, h in healed.items()}}
     return process(services().region, event, context)
 
 

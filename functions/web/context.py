@@ -11,7 +11,7 @@ from functions.engine.errors import BadRequest, TooLarge
 from functions.engine.paths import split_path
 from functions.engine.spaces import PERSONAL, SHARED, Principal
 from functions.services import Services
-from functions.web import data, markdown, png, views
+from functions.web import data, markdown, png, versions, views
 
 #: Bytes of a file read for its preview (Markdown rendered, text shown, else hex)
 MARKDOWN_BYTES = 512 << 10
@@ -29,6 +29,7 @@ class TableQuery:
     row0: int = 0
     col0: int = 0
     filter: str | None = None
+    version: int | None = None  #: an earlier version (``?version=``); None: the current one
 
 
 def home(services: Services, who: Principal) -> dict:
@@ -54,7 +55,7 @@ def browse(services: Services, who: Principal, path: str, query: TableQuery) -> 
     """The template and context of ``/roots/<path>``: a root, directory, dataset or file."""
     root, rel = split_path(path)
     path = f"{root}/{rel}" if rel else root
-    meta = data.info(services, who, path)
+    meta = data.info(services, who, path, query.version)
     kind = views.kind_of(path, meta)
     base = {
         "path": path,
@@ -65,12 +66,15 @@ def browse(services: Services, who: Principal, path: str, query: TableQuery) -> 
         "meta_rows": views.metadata_rows(meta),
         "vlmeta_rows": views.vlmeta_rows(meta),
         "is_root": not rel,
+        "version": query.version,
     }
     if kind == "group":
         tree, more = views.build_tree(path, data.list_tree(services, who, root, rel))
         return "directory.html", {**base, "tree": tree, "more": more, "nfiles": meta.get("nfiles", 0)}
     if kind in ("ndarray", "lazy"):
-        return "dataset.html", {**base, **_array(services, who, path, meta, query)}
+        out = {**base, **_array(services, who, path, meta, query)}
+        panels = versions.panels(services, who, path, kind, out["page"], query.version)
+        return "dataset.html", {**out, **panels}
     return "file.html", {**base, **_file(services, who, path)}
 
 
@@ -89,19 +93,27 @@ def _array(services: Services, who: Principal, path: str, meta: dict, query: Tab
         "image": _image(meta),
     }
     try:
-        out.update(_table(services, who, path, page, query.filter if structured else None))
+        filt = query.filter if structured else None
+        out.update(_table(services, who, path, page, filt, query.version))
     except (BadRequest, TooLarge) as exc:
         out["table_error"] = str(exc)
     return out
 
 
-def _table(services: Services, who: Principal, path: str, page: views.TablePage, filt: str | None) -> dict:
+def _table(
+    services: Services,
+    who: Principal,
+    path: str,
+    page: views.TablePage,
+    filt: str | None,
+    version: int | None,
+) -> dict:
     if filt:
         # The filter runs over the whole dataset (as /api/fetch?filter= does); pages cut its result
-        selected = data.values(services, who, path, _lead_key(page), filter=filt)
+        selected = data.values(services, who, path, _lead_key(page), filter=filt, version=version)
         rows = selected[page.row0 : page.row0 + views.PAGE_ROWS] if selected.ndim else selected
         return {"table": views.table_rows(page, rows), "pager": views.pager(page, len(selected))}
-    values = data.values(services, who, path, page.key() or None)
+    values = data.values(services, who, path, page.key() or None, version=version)
     return {"table": views.table_rows(page, values), "pager": views.pager(page)}
 
 
@@ -157,18 +169,20 @@ class FrameQuery:
     hi: float | None = None
     plo: float | None = None
     phi: float | None = None
+    version: int | None = None
 
 
 def frame(services: Services, who: Principal, path: str, query: FrameQuery) -> tuple[bytes, dict]:
     """PNG bytes of one frame and headers describing it (window used, stride, value range)."""
-    meta = data.info(services, who, path)
+    meta = data.info(services, who, path, query.version)
     mode = views.image_mode(meta) if "shape" in meta else None
     if mode is None:
         raise BadRequest(
             f"{path} cannot be shown as an image (it needs a 2-D, 3-D or 4-D RGB(A) number array)"
         )
     step = views.frame_step(meta["shape"], mode)
-    plane = data.plane(services, who, path, views.frame_key(meta["shape"], mode, query.index, step))
+    key = views.frame_key(meta["shape"], mode, query.index, step)
+    plane = data.plane(services, who, path, key, query.version)
     if plane.dtype.kind == "b":
         plane = plane.astype(np.uint8)
     default_full = mode == "colour" and plane.dtype == np.uint8 and query.plo is None

@@ -16,13 +16,11 @@ import numpy as np
 from functions.engine.answers import Stream
 from functions.engine.reads import FetchParams
 from functions.engine.region import CacheStats
-from functions.engine.spaces import PERSONAL, PUBLIC, SHARED, Principal, resolve
+from functions.engine.spaces import PERSONAL, PUBLIC, SHARED, Location, Principal, resolve
 from functions.services import Services
 
 #: Spaces a signed-in user may write to (published roots are read-only through the API)
 WRITABLE_SPACES = (PERSONAL, SHARED, PUBLIC)
-
-
 
 
 def roots(services: Services, who: Principal) -> dict[str, dict]:
@@ -35,9 +33,25 @@ def list_tree(services: Services, who: Principal, root: str, rel: str = "") -> l
     return services.read.list(resolve(f"{root}/{rel}" if rel else root, who), who)
 
 
-def info(services: Services, who: Principal, path: str) -> dict:
-    """Caterva2's metadata JSON of a dataset, file, directory or root."""
-    return services.read.info(resolve(path, who), who)
+def _at(loc: Location, version: int | None) -> Location:
+    """*loc* pinned to *version* (None: the current one)."""
+    return loc if version is None else Location(loc.space, loc.root, loc.rel, version)
+
+
+def info(services: Services, who: Principal, path: str, version: int | None = None) -> dict:
+    """Caterva2's metadata JSON of a dataset, file, directory or root (at *version*)."""
+    return services.read.info(_at(resolve(path, who), version), who)
+
+
+def history(services: Services, who: Principal, path: str, limit: int) -> dict:
+    """The kept versions of a dataset, newest first (``/api/history``)."""
+    return services.timetravel.history(resolve(path, who, allow_root_only=False), who, limit=limit)
+
+
+def estimate(services: Services, who: Principal, path: str, slice_: str | None, version: int | None) -> dict:
+    """What reading *slice_* would do and cost (``/api/estimate``)."""
+    loc = _at(resolve(path, who, allow_root_only=False), version)
+    return services.timetravel.estimate(loc, slice_, who)
 
 
 def values(
@@ -48,9 +62,10 @@ def values(
     *,
     filter: str | None = None,
     field: str | None = None,
+    version: int | None = None,
 ) -> np.ndarray:
     """A selection of an n-d dataset (stored or lazy) as numpy, as ``/api/fetch`` would answer it."""
-    loc = resolve(path, who, allow_root_only=False)
+    loc = _at(resolve(path, who, allow_root_only=False), version)
     body = _whole(services.read.fetch(loc, FetchParams(slice_, field, filter), CacheStats(), who))
     return blosc2.ndarray_from_cframe(body)[()]
 
@@ -60,9 +75,9 @@ def _whole(body) -> bytes:
     return b"".join(body) if isinstance(body, Stream) else body
 
 
-def plane(services: Services, who: Principal, path: str, key: str) -> np.ndarray:
+def plane(services: Services, who: Principal, path: str, key: str, version: int | None = None) -> np.ndarray:
     """One image plane (*key* fixes the leading indices): reads only the chunks it touches."""
-    return np.asarray(values(services, who, path, key))
+    return np.asarray(values(services, who, path, key, version=version))
 
 
 def file_head(services: Services, who: Principal, path: str, nbytes: int) -> tuple[bytes, int]:

@@ -49,9 +49,10 @@ def browse(
     row: Annotated[int, Query(ge=0)] = 0,
     col: Annotated[int, Query(ge=0)] = 0,
     filter: Annotated[str | None, Query(max_length=2000)] = None,
+    version: Annotated[int | None, Query(ge=1)] = None,
 ) -> HTMLResponse:
-    """A root, directory, dataset or file (Caterva2's handle URLs)."""
-    query = context.TableQuery(lead, row, col, filter or None)
+    """A root, directory, dataset or file (Caterva2's handle URLs); ``version`` opens an earlier one."""
+    query = context.TableQuery(lead, row, col, filter or None, version)
     return render.page(request, who, lambda: context.browse(_services(request), who, path, query))
 
 
@@ -65,9 +66,11 @@ def frame(
     hi: float | None = None,
     plo: Annotated[float | None, Query(ge=0, le=100)] = None,
     phi: Annotated[float | None, Query(ge=0, le=100)] = None,
+    version: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
     """One frame of the image viewer as PNG, computed from only the chunks it touches."""
-    body, headers = context.frame(_services(request), who, path, context.FrameQuery(i, lo, hi, plo, phi))
+    query = context.FrameQuery(i, lo, hi, plo, phi, version)
+    body, headers = context.frame(_services(request), who, path, query)
     return Response(body, media_type="image/png", headers=headers)
 
 

@@ -14,6 +14,7 @@
 
   function frameURL() {
     const params = new URLSearchParams();
+    if (viewer.dataset.version) params.set("version", viewer.dataset.version);
     if (slider) params.set("i", slider.value);
     if (contrast.value === "pct") {
       params.set("plo", $("plo").value);
