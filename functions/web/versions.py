@@ -29,6 +29,6 @@ def panels(
     if kind != "lazy":
         try:
             out["estimate"] = data.estimate(services, who, path, page.key() or None, version)
-        except BadRequest:
-            pass
+        except (BadRequest, DatasetNotFound):
+            pass  # a container's member has no manifest of its own to estimate from
     return out
