@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
@@ -30,15 +30,19 @@ def _dataset(path: str, who: Principal) -> Location:
     return resolve(path, who, allow_root_only=False)
 
 
-def _body_response(body: bytes | Stream, media_type: str, headers: dict[str, str]) -> Response:
+def _body_response(
+    body: bytes | Stream, media_type: str, headers: dict[str, str], status: int = 200
+) -> Response:
     """One body, or a streamed one (answers past the buffered limit; see functions.engine.answers)."""
     if isinstance(body, Stream):
         # The length is known (a file made before the first byte is sent): clients see
         # Content-Length, not chunked encoding; the temporary file goes when the answer ends
         headers = {**headers, "Content-Length": str(body.length)}
         done = BackgroundTask(body.close)
-        return StreamingResponse(body, media_type=media_type, headers=headers, background=done)
-    return Response(content=body, media_type=media_type, headers=headers)
+        return StreamingResponse(
+            body, status_code=status, media_type=media_type, headers=headers, background=done
+        )
+    return Response(content=body, status_code=status, media_type=media_type, headers=headers)
 
 
 def _data_response(body: bytes | Stream, stats: CacheStats, **headers: str) -> Response:
@@ -67,23 +71,35 @@ def list_(path: str, request: Request, who: Caller) -> list[str]:
 
 
 @router.get("/info/{path:path}", summary="Metadata of a dataset, file or directory")
-def info(path: str, request: Request, who: Caller) -> dict:
-    """Caterva2's metadata JSON."""
-    return _reads(request).info(resolve(path, who), who)
+def info(path: str, request: Request, who: Caller) -> JSONResponse:
+    """Caterva2's metadata JSON; a dataset served by byte ranges carries the ``ETag`` its ranges do."""
+    body, headers = _reads(request).info_answer(resolve(path, who), who)
+    return JSONResponse(body, headers=headers or None)
 
 
-def _fetch(request: Request, path: str, params: FetchParams, who: Principal, range_header: str | None):
-    if range_header:
-        # Frames are assembled on demand, so byte offsets are not stable to offer;
-        # clients fall back to /api/chunk on any non-206 answer (and api/info says so)
-        return JSONResponse(
-            {"detail": "byte ranges are not served; read whole chunks through /api/chunk"},
-            status_code=416,
-        )
+def _fetch(request: Request, path: str, params: FetchParams, who: Principal, ranged: Ranged):
     loc = _dataset(path, who)
     stats = CacheStats()
-    body = _reads(request).fetch(loc, params, stats, who)
-    return _data_response(body, stats)
+    answer = _reads(request).fetch_answer(
+        loc, params, stats, who, range_header=ranged.range, if_range=ranged.if_range
+    )
+    headers = {CACHE_HEADER: stats.header(), **answer.headers}
+    return _body_response(answer.body, answer.media_type, headers, answer.status)
+
+
+class Ranged:
+    """The ``Range`` and ``If-Range`` headers of a fetch (RFC 9110 section 14)."""
+
+    def __init__(
+        self,
+        range_: Annotated[str | None, Header(alias="Range")] = None,
+        if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+    ) -> None:
+        self.range = range_
+        self.if_range = if_range
+
+
+RangeHeaders = Annotated[Ranged, Depends()]
 
 
 @router.get("/fetch/{path:path}", summary="A slice of a dataset as a Blosc2 cframe", response_class=Response)
@@ -91,14 +107,19 @@ def fetch(
     path: str,
     request: Request,
     who: Caller,
+    ranged: RangeHeaders,
     slice_: str | None = None,
     field: str | None = None,
     filter: str | None = None,
     indices: str | None = None,
-    range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
-    """``slice_`` (``"2:4, 3:6"``), ``indices`` (JSON), ``field`` and ``filter`` select data."""
-    return _fetch(request, path, FetchParams(slice_, field, filter, indices), who, range_header)
+    """``slice_`` (``"2:4, 3:6"``), ``indices`` (JSON), ``field`` and ``filter`` select data.
+
+    A stored dataset's whole frame is sent as it was uploaded or published, and a ``Range``
+    of it answers 206 (``Accept-Ranges: bytes``); anything else is made per request and
+    refuses ranges with 416 (``Accept-Ranges: none``).
+    """
+    return _fetch(request, path, FetchParams(slice_, field, filter, indices), who, ranged)
 
 
 @router.post(
@@ -109,11 +130,11 @@ def fetch_post(
     request: Request,
     who: Caller,
     body: Annotated[FetchBody, Body()],
-    range_header: Annotated[str | None, Header(alias="Range")] = None,
+    ranged: RangeHeaders,
 ) -> Response:
     """For keys too long for a query string."""
     params = FetchParams(body.slice_, body.field, body.filter, body.indices)
-    return _fetch(request, path, params, who, range_header)
+    return _fetch(request, path, params, who, ranged)
 
 
 @router.get("/chunk/{path:path}", summary="One compressed chunk, as stored", response_class=Response)
@@ -132,12 +153,18 @@ def download(
     request: Request,
     who: Caller,
     accept_encoding: Annotated[str | None, Header()] = None,
+    range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
-    """Frames as frames; plain files decompressed, or as a cframe with ``Accept-Encoding: blosc2``."""
+    """Frames as frames (stored ones exactly as uploaded); plain files decompressed, or as a
+    cframe with ``Accept-Encoding: blosc2``.  Serves no byte ranges (416; use ``/api/fetch``).
+    """
     wants_blosc2 = "blosc2" in (accept_encoding or "")
     stats = CacheStats()
-    dl = _reads(request).download(_dataset(path, who), blosc2_encoding=wants_blosc2, stats=stats, who=who)
+    dl = _reads(request).download(
+        _dataset(path, who), blosc2_encoding=wants_blosc2, stats=stats, who=who, ranged=bool(range_header)
+    )
     headers = {
+        "Accept-Ranges": "none",
         CACHE_HEADER: stats.header(),
         "Content-Disposition": f'attachment; filename="{_quote(dl.filename)}"',
     }
