@@ -339,3 +339,21 @@ def test_a_proxy_reads_blocks_by_ranges(stack, published, tmp_path):
     np.testing.assert_array_equal(proxy[12:15, 7:9], want[12:15, 7:9])
     assert remote.traffic.nbytes - before < len(published["sub/a.b2nd"]) // 2  # blocks, not the frame
     np.testing.assert_array_equal(proxy[:], want)
+
+
+def test_an_unfolded_hdf5_dataset_does_not_claim_ranges(stack, user, tmp_path):
+    """Arrays the server made (here from an HDF5 file) have no uploaded frame: "none", and 416."""
+    import h5py
+
+    local = tmp_path / "run.h5"
+    with h5py.File(local, "w") as f:
+        f["a"] = np.arange(100, dtype=np.int32)
+        f.create_group("g")["b"] = np.ones((10, 10))
+    _upload(stack, user, f"@personal/r-{RUN}/run.h5", local.read_bytes())
+    resp = httpx.post(f"{stack.api_url}/api/unfold/@personal/r-{RUN}/run.h5", headers=user.headers, timeout=120)
+    assert resp.status_code == 200, resp.text
+    for name in ("a.b2nd", "g/b.b2nd"):
+        path = f"@personal/r-{RUN}/run/{name}"
+        assert _get(f"{stack.api_url}/api/info/{path}", user).json()["accept_ranges"] == "none"
+        ranged = _get(f"{stack.api_url}/api/fetch/{path}", user, Range="bytes=0-31")
+        assert ranged.status_code == 416 and ranged.headers["accept-ranges"] == "none"
