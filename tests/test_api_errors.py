@@ -65,9 +65,14 @@ def test_subscribe_unknown_root_is_404(stack, http):
 
 
 def test_range_requests_are_refused_cleanly(http):
-    r = http.get("/api/fetch/example/ds-1d.b2nd", headers={"Range": "bytes=0-99"})
+    # A stored frame serves ranges (tests/test_ranges.py); a slice is made per request
+    r = http.get("/api/fetch/example/ds-1d.b2nd", params={"slice_": "0:5"}, headers={"Range": "bytes=0-99"})
     assert r.status_code == 416
-    assert "chunk" in r.json()["detail"]
+    assert r.headers["accept-ranges"] == "none"
+    assert "per request" in r.json()["detail"]
+    r = http.get("/api/fetch/example/ds-1d.b2nd", headers={"Range": "bytes=99999999-"})
+    assert r.status_code == 416
+    assert r.headers["content-range"].startswith("bytes */")
 
 
 def test_oversized_whole_fetch_is_413(stack, http):

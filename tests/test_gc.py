@@ -361,3 +361,28 @@ def test_cat_admin_gc_dry_run_then_delete(aws, capsys):
     assert "deleted 10" in capsys.readouterr().out
     assert len(list(store.list("c/"))) == 10
     assert admin.main(["gc", "--bucket", "origin", "--grace", "-1"]) == 1
+
+
+def test_a_kept_frames_own_pieces_are_live(env):
+    """The objects of an exact frame besides the chunks (a chunk stored once for equal data) are kept."""
+    from functions.engine.content import load_frame
+
+    store, pub, clock = env
+    data = np.arange(4000, dtype=np.int64) % 2000
+    a = blosc2.asarray(data, chunks=(2000,), blocks=(500,))
+    a.schunk.update_chunk(1, blosc2.compress2(data[2000:].tobytes(), typesize=8, clevel=9, blocksize=4000))
+    frame = a.to_cframe()
+    loaded = load_frame(frame, "dup.b2nd")
+    (own,) = loaded.blobs  # the frame's bytes of chunk 1, which the manifest stores as chunk 0's
+    pub.publish("r", "dup.b2nd", loaded)
+    clock.advance(GRACE + 1)
+    _collect(store, clock, delete=True)
+    assert store.exists(layout.chunk_key(own))
+    manifest = Manifest.from_bytes(store.get(_manifest_of(store, "r", "dup.b2nd")).data)
+    pieces = manifest.content.frame.pieces
+    got = b"".join(p.inline if p.inline is not None else store.get(layout.chunk_key(p.digest)).data for p in pieces)
+    assert got == frame
+    pub.delete("r", "dup.b2nd")
+    clock.advance(GRACE + 1)
+    _collect(store, clock, delete=True)
+    assert not store.exists(layout.chunk_key(own))  # garbage once no version references it

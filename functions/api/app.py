@@ -126,7 +126,10 @@ def create_app(services: Services) -> FastAPI:
 CORS_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"]
 CORS_HEADERS = ["Authorization", "Content-Type", "Accept", "Range", "X-Cat-Max-Bytes"]
 #: Response headers a page may read (the rest are hidden from cross-origin scripts).
-CORS_EXPOSED = ["Content-Disposition", "Content-Length", "ETag", "X-Cat-Cache", "X-Cat-Skipped"]
+CORS_EXPOSED = [
+    "Accept-Ranges", "Content-Disposition", "Content-Length", "Content-Range", "ETag", "X-Cat-Cache",
+    "X-Cat-Skipped",
+]
 
 
 def install_cors(app: FastAPI, origins: str) -> None:

@@ -48,7 +48,14 @@ BODY_ERRORS = {
 _HTTP = {
     400: "the request does not validate (a parameter is missing or malformed)",
     413: "the request body passed the payload limit",
-    416: "a Range request (read slices with slice_ instead)",
+    416: "a Range this answer cannot serve (malformed, past the frame, or an answer made per request)",
+}
+
+#: A fetch's answer to a Range of a stored frame (functions.engine.ranges)
+_PARTIAL = {
+    "description": "the byte ranges asked for of the stored frame: one (Content-Range), or several "
+    "(multipart/byteranges)",
+    "content": {"application/octet-stream": {}, "multipart/byteranges": {}},
 }
 
 #: Errors any operation may answer: bad input, access, missing data, storage down or corrupt
@@ -97,6 +104,8 @@ def truthful(schema: dict) -> dict:
                     "description": "the JSON body does not parse, or has a field of another type or name",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BodyErrors"}}},
                 }
+            if path.startswith("/api/fetch"):
+                responses["206"] = _PARTIAL
     components["BodyErrors"] = BODY_ERRORS
     return schema
 

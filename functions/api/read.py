@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.background import BackgroundTask
@@ -31,15 +31,19 @@ def _dataset(path: str, who: Principal, version: int | None = None) -> Location:
     return at_version(resolve(path, who, allow_root_only=False), version)
 
 
-def _body_response(body: bytes | Stream, media_type: str, headers: dict[str, str]) -> Response:
+def _body_response(
+    body: bytes | Stream, media_type: str, headers: dict[str, str], status: int = 200
+) -> Response:
     """One body, or a streamed one (answers past the buffered limit; see functions.engine.answers)."""
     if isinstance(body, Stream):
         # The length is known (a file made before the first byte is sent): clients see
         # Content-Length, not chunked encoding; the temporary file goes when the answer ends
         headers = {**headers, "Content-Length": str(body.length)}
         done = BackgroundTask(body.close)
-        return StreamingResponse(body, media_type=media_type, headers=headers, background=done)
-    return Response(content=body, media_type=media_type, headers=headers)
+        return StreamingResponse(
+            body, status_code=status, media_type=media_type, headers=headers, background=done
+        )
+    return Response(content=body, status_code=status, media_type=media_type, headers=headers)
 
 
 def _data_response(body: bytes | Stream, stats: CacheStats, **headers: str) -> Response:
@@ -74,39 +78,52 @@ def list_(path: str, request: Request, who: Caller) -> list[str]:
 
 
 @router.get("/info/{path:path}", summary="Metadata of a dataset, file or directory")
-def info(path: str, request: Request, response: Response, who: Caller, version: Version = None) -> dict:
-    """Caterva2's metadata JSON (of an earlier version with ``version``); a dataset's answer
-    carries an ``ETag`` naming its version.
+def info(path: str, request: Request, who: Caller, version: Version = None) -> JSONResponse:
+    """Caterva2's metadata JSON (of an earlier version with ``version``).
+
+    A dataset's answer carries an ``ETag``: the one its byte ranges carry when its frame is
+    kept, else one naming its version (a chunk write that leaves the size alone moves it).
     """
-    out = _reads(request).info(at_version(resolve(path, who), version), who)
-    if "version" in out and "mtime" in out:
-        # A version is committed once per path (a delete leaves a tombstone version), so the
-        # pair names one content: a chunk write that leaves the size alone still moves it
-        response.headers["ETag"] = f'"v{out["version"]}-{out["mtime"]}"'
-    return out
+    body, headers = _reads(request).info_answer(at_version(resolve(path, who), version), who)
+    headers = dict(headers or {})
+    if "ETag" not in headers and "version" in body and "mtime" in body:
+        # A version is committed once per path (a delete leaves a tombstone version)
+        headers["ETag"] = f'"v{body["version"]}-{body["mtime"]}"'
+    return JSONResponse(body, headers=headers or None)
 
 
-def _fetch(
-    request: Request,
-    path: str,
-    params: FetchParams,
-    who: Principal,
-    range_header: str | None,
-    version: int | None = None,
-):
-    if range_header:
-        # Frames are assembled on demand, so byte offsets are not stable to offer;
-        # clients fall back to /api/chunk on any non-206 answer (and api/info says so)
-        return JSONResponse(
-            {"detail": "byte ranges are not served; read whole chunks through /api/chunk"},
-            status_code=416,
-        )
+def _fetch(request: Request, path: str, params: FetchParams, who: Principal, ranged: Ranged,
+           version: int | None = None):
     loc = _dataset(path, who, version)
-    if params.indices is None:
+    if params.indices is None and not ranged.range:
         check_budget(request, loc, params.slice_, who)
     stats = CacheStats()
-    body = _reads(request).fetch(loc, params, stats, who)
-    return _data_response(body, stats)
+    answer = _reads(request).fetch_answer(
+        loc, params, stats, who, range_header=ranged.range, if_range=ranged.if_range
+    )
+    headers = {CACHE_HEADER: stats.header(), **answer.headers}
+    return _body_response(answer.body, answer.media_type, headers, answer.status)
+    stats = CacheStats()
+    answer = _reads(request).fetch_answer(
+        loc, params, stats, who, range_header=ranged.range, if_range=ranged.if_range
+    )
+    headers = {CACHE_HEADER: stats.header(), **answer.headers}
+    return _body_response(answer.body, answer.media_type, headers, answer.status)
+
+
+class Ranged:
+    """The ``Range`` and ``If-Range`` headers of a fetch (RFC 9110 section 14)."""
+
+    def __init__(
+        self,
+        range_: Annotated[str | None, Header(alias="Range")] = None,
+        if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+    ) -> None:
+        self.range = range_
+        self.if_range = if_range
+
+
+RangeHeaders = Annotated[Ranged, Depends()]
 
 
 @router.get("/fetch/{path:path}", summary="A slice of a dataset as a Blosc2 cframe", response_class=Response)
@@ -114,15 +131,20 @@ def fetch(
     path: str,
     request: Request,
     who: Caller,
+    ranged: RangeHeaders,
     slice_: str | None = None,
     field: str | None = None,
     filter: str | None = None,
     indices: str | None = None,
     version: Version = None,
-    range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
-    """``slice_`` (``"2:4, 3:6"``), ``indices`` (JSON), ``field`` and ``filter`` select data."""
-    return _fetch(request, path, FetchParams(slice_, field, filter, indices), who, range_header, version)
+    """``slice_`` (``"2:4, 3:6"``), ``indices`` (JSON), ``field`` and ``filter`` select data.
+
+    A stored dataset's whole frame is sent as it was uploaded or published, and a ``Range``
+    of it answers 206 (``Accept-Ranges: bytes``); anything else is made per request and
+    refuses ranges with 416 (``Accept-Ranges: none``).
+    """
+    return _fetch(request, path, FetchParams(slice_, field, filter, indices), who, ranged, version)
 
 
 @router.post(
@@ -133,12 +155,12 @@ def fetch_post(
     request: Request,
     who: Caller,
     body: Annotated[FetchBody, Body()],
+    ranged: RangeHeaders,
     version: Version = None,
-    range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
     """For keys too long for a query string."""
     params = FetchParams(body.slice_, body.field, body.filter, body.indices)
-    return _fetch(request, path, params, who, range_header, version)
+    return _fetch(request, path, params, who, ranged, version)
 
 
 @router.get("/chunk/{path:path}", summary="One compressed chunk, as stored", response_class=Response)
@@ -162,14 +184,20 @@ def download(
     who: Caller,
     accept_encoding: Annotated[str | None, Header()] = None,
     version: Version = None,
+    range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
-    """Frames as frames; plain files decompressed, or as a cframe with ``Accept-Encoding: blosc2``."""
+    """Frames as frames (stored ones exactly as uploaded); plain files decompressed, or as a
+    cframe with ``Accept-Encoding: blosc2``.  Serves no byte ranges (416; use ``/api/fetch``).
+    """
     wants_blosc2 = "blosc2" in (accept_encoding or "")
     loc = _dataset(path, who, version)
     check_budget(request, loc, None, who)
     stats = CacheStats()
-    dl = _reads(request).download(loc, blosc2_encoding=wants_blosc2, stats=stats, who=who)
+    dl = _reads(request).download(
+        loc, blosc2_encoding=wants_blosc2, stats=stats, who=who, ranged=bool(range_header)
+    )
     headers = {
+        "Accept-Ranges": "none",
         CACHE_HEADER: stats.header(),
         "Content-Disposition": f'attachment; filename="{_quote(dl.filename)}"',
     }

@@ -16,7 +16,7 @@ import blosc2
 import numpy as np
 
 from catclient.wire import INLINE_CHUNK_MAX, cparams_to_dict, dtype_from_str, dtype_to_str
-from functions.engine import validation
+from functions.engine import frames, validation
 from functions.engine.errors import InvalidFrame, NotBlosc2
 from functions.engine.model import ChunkRef, Content, Kind
 
@@ -33,6 +33,8 @@ class Loaded:
 
     content: Content
     chunks: list[bytes]
+    #: Bytes of objects the kept frame references besides the chunks (by digest)
+    blobs: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
 
 def _jsonable(value):
@@ -255,7 +257,15 @@ def load_frame(data: bytes, name: str, limits: validation.FrameLimits | None = N
     """
     limits = limits or validation.FrameLimits()
     obj = _open_cframe(data, name, limits, name.endswith(".b2nd"))
-    return load_object(_require_ndarray(obj, name), name=name, limits=limits)
+    loaded = load_object(_require_ndarray(obj, name), name=name, limits=limits)
+    return _keep_frame(loaded, frames.split_frame(data, loaded.chunks, loaded.content.refs))
+
+
+def _keep_frame(loaded: Loaded, split: frames.Split | None) -> Loaded:
+    """*loaded* with the frame's exact bytes kept as pieces (unchanged when they cannot be)."""
+    if split is None:
+        return loaded
+    return Loaded(dataclasses.replace(loaded.content, frame=split.layout), loaded.chunks, split.blobs)
 
 
 def _require_ndarray(obj, name: str):
@@ -326,7 +336,10 @@ def load_path(path: Path, limits: validation.FrameLimits | None = None) -> Loade
             obj = blosc2.open(str(path), mode="r")
         except Exception as exc:  # noqa: BLE001 - see load_frame
             raise NotBlosc2(f"{path.name} is not a valid Blosc2 file: {exc}") from None
-        return load_object(_require_ndarray(obj, path.name), name=path.name, limits=limits)
+        loaded = load_object(_require_ndarray(obj, path.name), name=path.name, limits=limits)
+        if path.is_file():
+            return _keep_frame(loaded, frames.split_file(path, loaded.chunks, loaded.content.refs))
+        return loaded
     return load_plain_file(path)
 
 
@@ -357,4 +370,11 @@ def reuse_unchanged(loaded: Loaded, previous_refs, previous_geometry: dict | Non
         return loaded
     cbytes = loaded.content.cbytes + sum(r.size for r in refs) - sum(r.size for r in loaded.content.refs)
     content = dataclasses.replace(loaded.content, refs=tuple(refs), cbytes=cbytes)
-    return Loaded(content, loaded.chunks)
+    # The kept frame's pieces still name the new bytes (what the file holds): uploaded from blobs
+    blobs = dict(loaded.blobs)
+    if content.frame is not None:
+        old, framed = {r.digest for r in refs if r.digest}, content.frame.digests
+        for ref, data in zip(loaded.content.refs, loaded.chunks, strict=True):
+            if ref.digest and ref.digest not in old and ref.digest in framed:
+                blobs.setdefault(ref.digest, data)
+    return Loaded(content, loaded.chunks, blobs)

@@ -61,6 +61,30 @@ class QuotaExceeded(TooLarge):
     """A write would take a user's ``@personal`` over their quota (413)."""
 
 
+class RangeNotSatisfiable(BadRequest):
+    """A ``Range`` this answer cannot honour (416): a malformed or out-of-bounds range, or an
+    answer built per request (a slice, a lazy result, a download), which has no stable bytes.
+
+    Parameters
+    ----------
+    message : str
+        What was wrong, shown to the caller.
+    size : int, optional
+        The length of the stored frame the range was for (sent as ``Content-Range: bytes */size``);
+        None for an answer that serves no ranges at all (``Accept-Ranges: none``).
+    """
+
+    def __init__(self, message: str, size: int | None = None) -> None:
+        super().__init__(message)
+        self.size = size
+
+    def headers(self) -> dict[str, str]:
+        """``Accept-Ranges`` (and ``Content-Range`` when a stored frame was asked for)."""
+        if self.size is None:
+            return {"Accept-Ranges": "none"}
+        return {"Accept-Ranges": "bytes", "Content-Range": f"bytes */{self.size}"}
+
+
 class NotBlosc2(BadRequest):
     """Bytes that claim to be a Blosc2 frame but are not."""
 
@@ -188,6 +212,7 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule(BadRequest, 400),
     Rule(TooLarge, 413),
+    Rule(RangeNotSatisfiable, 416, headers=lambda e: e.headers()),
     Rule(InvalidFrame, 400),
     Rule(FrameTooLarge, 413),
     Rule(DatasetNotFound, 404, lambda e: f"not found: {e}"),

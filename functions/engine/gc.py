@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from functions.engine import frames
 from functions.engine.errors import NotFound, UnsafeToCollect
 from functions.engine.model import Catalog, Head, Manifest
 from functions.engine.ports import BlobStore, Listing
@@ -304,12 +305,12 @@ def _retained(
 
 
 def _referenced(store: BlobStore, pool: ThreadPoolExecutor, manifests: set[str], progress) -> set[str]:
-    """Digests of the chunks the manifests reference."""
+    """Digests of the objects the manifests reference (chunks and kept frames' pieces)."""
     digests: set[str] = set()
     loaded = pool.map(lambda key: _load(store, key, Manifest.from_bytes), sorted(manifests))
     for manifest in _counted(loaded, "read live manifests", progress):
         if manifest is not None:
-            digests.update(ref.digest for ref in manifest.refs if ref.digest)
+            digests.update(frames.referenced(manifest))
     return digests
 
 

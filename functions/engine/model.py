@@ -9,9 +9,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from catclient.wire import INLINE_CHUNK_MAX, Geometry
 from functions.engine.layout import chunk_hash
+
+if TYPE_CHECKING:
+    from functions.engine.frames import FrameLayout
 
 
 def utcnow_iso() -> str:
@@ -83,16 +87,26 @@ class Content:
     vlmeta: dict
     cbytes: int
     refs: tuple[ChunkRef, ...]
+    #: The exact bytes of the uploaded or published frame, as pieces
+    #: (:class:`functions.engine.frames.FrameLayout`); None: rebuilt on download
+    frame: FrameLayout | None = None
 
     @property
     def content_hash(self) -> str:
-        """Hash of everything a reader can observe; equal hash = nothing to publish."""
+        """Hash of everything a reader can observe; equal hash = nothing to publish.
+
+        The frame's bytes are observable (downloads, ranges): a frame that differs only
+        in its header (another writer's nthreads) is another version.  Content without
+        a kept frame hashes as it always did.
+        """
         body = {
             "kind": self.kind,
             "geometry": self.geometry,
             "vlmeta": self.vlmeta,
             "refs": [r.identity for r in self.refs],
         }
+        if self.frame is not None:
+            body["frame"] = self.frame.identity
         return hashlib.blake2b(dumps(body), digest_size=32).hexdigest()
 
 
@@ -132,6 +146,8 @@ class Manifest:
         """JSON bytes as stored."""
         c = self.content
         extra = {k: v for k, v in (("previous", self.previous), ("author", self.author)) if v}
+        if c.frame is not None:
+            extra["frame"] = c.frame.to_json()
         return dumps(
             {
                 **extra,
@@ -152,6 +168,8 @@ class Manifest:
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
         """Parse a stored manifest."""
+        from functions.engine.frames import FrameLayout  # frames builds on this module's ChunkRef
+
         d = json.loads(data)
         content = Content(
             kind=d["kind"],
@@ -159,6 +177,7 @@ class Manifest:
             vlmeta=d["vlmeta"],
             cbytes=int(d["cbytes"]),
             refs=tuple(ChunkRef.from_json(r) for r in d["refs"]),
+            frame=FrameLayout.from_json(d["frame"]) if d.get("frame") else None,
         )
         return cls(
             root=d["root"],

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from functions.engine import authorship, feed, layout
+from functions.engine import authorship, feed, frames, layout
 from functions.engine.content import Loaded, load_path, reuse_unchanged
 from functions.engine.errors import Conflict, NotFound, PreconditionFailed
 from functions.engine.model import Catalog, ChangeEvent, Content, Head, Manifest, dumps, utcnow_iso
@@ -157,6 +157,9 @@ class Publisher:
         for ref, data in zip(loaded.content.refs, loaded.chunks, strict=True):
             if ref.digest and ref.digest not in known and data is not None:
                 todo.setdefault(ref.digest, data)
+        for digest, data in loaded.blobs.items():  # the kept frame's other pieces
+            if digest not in known:
+                todo.setdefault(digest, data)
         if not todo:
             return 0, 0
 
@@ -220,7 +223,7 @@ class Publisher:
                 else:  # the batch's merge repairs a catalog entry a crash left behind
                     _deferred.append((head, None))
                 return PublishResult(root, path, "unchanged", head.version)
-            known = {r.digest for r in previous.refs if r.digest} if previous else set()
+            known = frames.referenced(previous) if previous else set()
             if uploaded == (0, 0):
                 uploaded = self._upload_chunks(loaded, known)
             version = (head.version if head else 0) + 1

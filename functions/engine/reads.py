@@ -11,7 +11,6 @@ methods and turns :mod:`functions.engine.errors` into status codes.
 
 from __future__ import annotations
 
-import math
 import mimetypes
 import posixpath
 import time
@@ -24,7 +23,7 @@ import numpy as np
 
 from catclient import wire
 from catclient.wire import human_bytes
-from functions.engine import answers, expr, history, spaces
+from functions.engine import answers, describe, history, ranges, spaces
 from functions.engine.answers import AnswerLimits, Stream
 from functions.engine.containerreads import ContainerReads, Member, container_chunk_refused
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
@@ -33,6 +32,7 @@ from functions.engine.hdf5 import groups
 from functions.engine.lazydata import LazyDatasets, MayRead
 from functions.engine.model import Kind, Manifest
 from functions.engine.region import CacheStats, Region
+from functions.engine.selections import apply_filter
 from functions.engine.spaces import PERSONAL, PUBLIC, SHARED, Location, Principal
 
 #: Largest selection assembled in memory for one fetch (bytes, uncompressed).  A
@@ -210,7 +210,7 @@ class ReadService:
                 if manifest.kind == Kind.LAZY and self.lazy is not None:
                     # Authorised like a read: its expression and operands say what it reads
                     self.lazy.flatten(manifest, may_read)
-                out = _info_json(manifest)
+                out = describe.info_json(manifest)
                 if manifest.kind == Kind.LAZY and self.lazy is not None:
                     out["mtime"] = self.lazy.effective_mtime(manifest)
                 return out
@@ -314,6 +314,41 @@ class ReadService:
                 raise BadRequest(f"field, filter and indices apply to n-d arrays; {loc.rel} is a {m.kind}")
             return self._fetch_stored(m, params, stats)
 
+    def fetch_answer(
+        self,
+        loc: Location,
+        params: FetchParams,
+        stats: CacheStats,
+        who: Principal,
+        *,
+        range_header: str | None = None,
+        if_range: str | None = None,
+    ) -> ranges.Answer:
+        """What ``/api/fetch`` answers: a kept frame as stored (whole, or the byte ranges
+        asked for), anything else made per request (``Accept-Ranges: none``, ranges refused).
+        """
+        with self._as_user(loc, who):
+            m = None if self._missing_member(loc) is not None else self.manifest(loc)  # members: below
+            if m is not None and not params.key_given and describe.accept_ranges(m) == "bytes":
+                fetch = self._objects(stats, keep=bool(range_header))
+                return ranges.exact_answer(m, range_header, if_range, fetch, self.limits, _PLAN_HINT)
+        if range_header:
+            raise ranges.refuse_ranges("a slice, a computed result or a rebuilt frame")
+        body = self.fetch(loc, params, stats, who)
+        return ranges.Answer(body, headers={"Accept-Ranges": "none"})
+
+    def info_answer(self, loc: Location, who: Principal) -> tuple[dict, dict[str, str]]:
+        """:meth:`info` and its headers: a kept frame's ``ETag``, the one its ranges carry."""
+        out = self.info(loc, who)
+        if out.get("accept_ranges") != "bytes":
+            return out, {}
+        with self._as_user(loc, who):
+            return out, {"ETag": ranges.etag_of(self.manifest(loc))}
+
+    def _objects(self, stats: CacheStats, *, keep: bool):
+        """Stored objects by digest, for a kept frame's pieces (``keep=False``: a whole frame, read once)."""
+        return lambda digests: self.region.objects(digests, stats, keep=keep)
+
     def _fetch_lazy(self, m: Manifest, params: FetchParams, may_read: MayRead) -> bytes:
         if params.field or params.filter:
             raise BadRequest(
@@ -398,17 +433,21 @@ class ReadService:
 
         def step(result: np.ndarray) -> np.ndarray:
             if params.filter:
-                result = _apply_filter(result, params.filter)
+                result = apply_filter(result, params.filter)
             return np.ascontiguousarray(result[params.field]) if params.field else result
 
         return step
 
     def download(
-        self, loc: Location, *, blosc2_encoding: bool, stats: CacheStats, who: Principal
+        self, loc: Location, *, blosc2_encoding: bool, stats: CacheStats, who: Principal, ranged: bool = False
     ) -> Download:
-        """The dataset as a file: frames as frames, plain files decompressed (or as cframe)."""
+        """The dataset as a file: kept frames exactly as stored, other frames rebuilt, plain files
+        decompressed (or as cframe).  A download serves no byte ranges (*ranged*: one was asked for, 416).
+        """
         with self._as_user(loc, who):
             m = self.manifest(loc)
+            if ranged:
+                raise ranges.refuse_ranges("a download")
             name = posixpath.basename(loc.rel)
             if m.kind == Kind.LAZY:  # the computed result, as a frame
                 body = self._fetch_lazy(m, FetchParams(), self._may_read(who))
@@ -416,6 +455,10 @@ class ReadService:
             return self._download_stored(m, name, blosc2_encoding, stats)
 
     def _download_stored(self, m: Manifest, name: str, blosc2_encoding: bool, stats: CacheStats) -> Download:
+        if describe.accept_ranges(m) == "bytes":  # the bytes uploaded or published, a window at a time
+            fetch = self._objects(stats, keep=False)
+            answer = ranges.exact_answer(m, None, None, fetch, self.limits, _PLAN_HINT)
+            return Download(answer.body, "application/octet-stream", name)
         geo = m.geometry
         plain = m.kind == Kind.FILE and not blosc2_encoding
         size = geo.nbytes if plain else m.content.cbytes + answers.FRAME_SLACK
@@ -501,65 +544,3 @@ def _inline_chunks(m: Manifest) -> set[int]:
 def _expiry(seconds: int) -> str:
     """When URLs signed now for *seconds* stop working (ISO-8601 UTC)."""
     return datetime.fromtimestamp(time.time() + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _apply_filter(result: np.ndarray, text: str) -> np.ndarray:
-    names = set(result.dtype.fields)
-    try:
-        checked = expr.check(text, names, allow_reductions=False)
-        mask = expr.evaluate(checked, {n: result[n] for n in checked.names})
-    except expr.ExpressionError as exc:
-        raise BadRequest(f"filter {text!r}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(f"filter {text!r} cannot be evaluated: {exc}") from None
-    mask = np.asarray(mask)
-    if mask.dtype != np.bool_ or mask.shape != result.shape:
-        raise BadRequest(f"filter {text!r} must give one boolean per row")
-    return result[mask]
-
-
-def _info_json(m: Manifest) -> dict:
-    geo = m.geometry
-    c = m.content
-    schunk = {
-        "cbytes": c.cbytes,
-        "chunkshape": math.prod(geo.chunks) if geo.chunks else geo.items_per_chunk,
-        "chunksize": geo.chunksize,
-        "contiguous": True,
-        "cparams": dict(geo.cparams),
-        "cratio": round(geo.nbytes / c.cbytes, 4) if c.cbytes else 0.0,
-        "nbytes": geo.nbytes,
-        "urlpath": f"{m.root}/{m.path}",
-        "vlmeta": dict(c.vlmeta),
-        "nchunks": geo.nchunks,
-        "mtime": None,
-    }
-    if m.kind == Kind.LAZY:
-        g = m.content.geometry
-        return {
-            "shape": list(geo.shape),
-            "chunks": list(geo.chunks),
-            "blocks": list(geo.blocks),
-            "dtype": geo.dtype,
-            "expression": g["expression"],
-            "operands": dict(g["operands"]),
-            # What blosc2.C2Array needs to open it (cparams) and what Proxy chunks by
-            "schunk": {**schunk, "cratio": 0.0, "urlpath": f"{m.root}/{m.path}"},
-            "mtime": m.mtime,
-            "version": m.version,
-            "accept_ranges": "none",
-        }
-    if m.kind == Kind.NDARRAY:
-        return {
-            "shape": list(geo.shape),
-            "chunks": list(geo.chunks),
-            "blocks": list(geo.blocks),
-            "dtype": geo.dtype,
-            "schunk": schunk,
-            "mtime": m.mtime,
-            "version": m.version,
-            # Byte ranges of a frame we assemble on demand are not offered; saying so
-            # here spares blosc2.Proxy a probing request (it reads chunks instead)
-            "accept_ranges": "none",
-        }
-    return {**schunk, "mtime": m.mtime, "version": m.version, "accept_ranges": "none"}

@@ -379,6 +379,24 @@ class Region:
                 out[i] = data
         return out
 
+    def objects(self, digests: Iterable[str], stats: CacheStats, *, keep: bool = True) -> dict[str, bytes]:
+        """Bytes of stored objects by content address (a kept frame's pieces), fetched in parallel."""
+        out: dict[str, bytes] = {}
+        wanted = []
+        for digest in dict.fromkeys(digests):
+            data = self.lru.get(digest)
+            if data is not None:
+                stats.add(hits=1)
+                out[digest] = data
+            else:
+                wanted.append(digest)
+        fetched = self._pool.map(lambda d: self._immutable(layout.chunk_key(d), stats, d), wanted)
+        for digest, data in zip(wanted, fetched, strict=True):
+            if keep:
+                self.lru.put(digest, data)
+            out[digest] = data
+        return out
+
     def ensure_cached(self, manifest: Manifest, indices: Iterable[int], stats: CacheStats) -> None:
         """Make sure the chunks are in the cache bucket (for presigned read plans)."""
         if self.cache is None:
