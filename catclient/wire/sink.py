@@ -14,6 +14,11 @@ a chunk are its rows in C order: a chunk whose rows fall inside the answer, and
 whose trailing dimensions are whole in it, is decompressed *into* the answer's
 memory without any copy.  Any other chunk is decompressed into a scratch buffer
 and its part copied.
+
+Blosc2 holds the GIL while it decompresses unless told otherwise; the first
+sink tells it to release it (``blosc2.set_releasegil(True)``, which Blosc2
+documents for large chunks decompressed from a thread pool), so that the
+download workers decode in parallel.  It stays so for the process.
 """
 
 from __future__ import annotations
@@ -27,6 +32,14 @@ import numpy as np
 from catclient.wire.assemble import chunkwise
 from catclient.wire.geometry import Geometry, dtype_from_str
 from catclient.wire.slices import Key, chunk_grid, key_plan
+
+_GIL = {"released": False}
+
+
+def _release_gil() -> None:
+    if not _GIL["released"]:
+        blosc2.set_releasegil(True)
+        _GIL["released"] = True
 
 
 class ArraySink:
@@ -49,10 +62,15 @@ class ArraySink:
         self.geo = geo
         self.dtype = dtype_from_str(geo.dtype)
         if key:
-            box, self.relative, _ = key_plan(key, geo.shape, geo.chunks)
+            box, self.relative, touched = key_plan(key, geo.shape, geo.chunks)
             self.box = tuple((s.start, s.stop) for s in box)
         else:
-            self.box, self.relative = tuple((0, n) for n in geo.shape), ()
+            self.box, self.relative, touched = tuple((0, n) for n in geo.shape), (), range(geo.nchunks)
+        # Several chunks: one Blosc2 thread each, the parallelism is the callers' threads
+        # (Blosc2 releases the GIL while it decompresses: see the module doc); one chunk:
+        # Blosc2's own threads
+        self._dparams = {"nthreads": 1} if len(touched) > 1 else {}
+        _release_gil()
         self.out = np.empty(tuple(hi - lo for lo, hi in self.box), dtype=self.dtype)
         self.grid = chunk_grid(geo.shape, geo.chunks)
         chunks, blocks = tuple(geo.chunks), tuple(geo.blocks or geo.chunks)
@@ -133,10 +151,10 @@ class ArraySink:
         # inside it): decompress the whole chunk to scratch then, never past dst's end
         if not full and dst.nbytes < need:
             scratch = self._scratch()
-            blosc2.decompress2(data, dst=scratch)
+            blosc2.decompress2(data, dst=scratch, **self._dparams)
             dst[:] = scratch[: dst.nbytes]
             return
-        blosc2.decompress2(data, dst=dst)
+        blosc2.decompress2(data, dst=dst, **self._dparams)
 
     def _scratch(self) -> np.ndarray:
         buf = getattr(self._local, "buf", None)
