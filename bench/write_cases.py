@@ -80,7 +80,7 @@ def publishing(ctx: Context) -> dict:
     # The two take turns, each into an empty bucket (store.reset: the bytes of the last publish)
     timings = repeat_interleaved(
         {
-            "our_publisher": lambda: publisher.publish("pub", BIG, load_path(src)),
+            "our_publisher": lambda: publisher.publish_file("pub", BIG, src),  # as cat-publish does
             "boto3_upload_file": lambda: plain_s3.upload_file(str(src), bucket, "plain/" + BIG),
         },
         ctx.reps,
