@@ -15,7 +15,7 @@ from bench.measure import repeat_interleaved
 
 def frames(ctx) -> dict:
     """Warm frame latency (planes sharing chunks, as a slider moves) vs fetch and local slicing."""
-    from bench.cases import ROOT, TOMO, _ratio, _row
+    from bench.common import ROOT, TOMO, _ratio, _row
 
     r1 = ctx.stack.url("r1")
     local = blosc2.open(str(ctx.files["tomo"]))

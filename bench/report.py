@@ -97,6 +97,7 @@ READ_ROWS = (
     ("cat2_client_our_api", "caterva2.Client -> our API (limit off)", "raw_s3_get"),
     ("cat2_client_cat2_server", "caterva2.Client -> cat2-server (peer)", None),
     ("raw_s3_get", "raw parallel boto3 GETs (limit)", None),
+    ("zarr_obstore", "zarr-python 3 + obstore (peer)", None),
 )
 
 
@@ -127,6 +128,9 @@ def _read_ratios(name: str, row: dict, rows: dict, peer: dict | None) -> str:
         ratios.append(f"vs raw S3 {_x(rows['raw_s3_get']['median_s'] / row['median_s'])}")
     if peer and name != "cat2_client_cat2_server":
         ratios.append(f"vs Caterva2 {_x(peer['median_s'] / row['median_s'])}")
+    zarr = rows.get("zarr_obstore")
+    if zarr and name != "zarr_obstore":
+        ratios.append(f"vs zarr+obstore {_x(zarr['median_s'] / row['median_s'])}")
     return ", ".join(ratios)
 
 
@@ -353,6 +357,9 @@ def targets(res: dict) -> list[dict]:
         out.append(
             _target(f"read {label} via plans / Caterva2 on its server", ratios["plans_vs_cat2"], ">=", 1.0)
         )
+        zarr = ratios.get("plans_vs_zarr_obstore")
+        if zarr is not None:  # issue 17: at least zarr + obstore's throughput
+            out.append(_target(f"read {label} via plans / zarr + obstore", zarr, ">=", 1.0))
     s = res.get("small")
     if s:
         out.append(

@@ -45,7 +45,7 @@ def _empty_bucket(s3, bucket: str) -> int:
 #: state the product added since, which _reset would not clear (reported to the harness)
 _REGION_ATTRS = {
     "origin", "cache", "head_ttl", "memo_ttl", "lru", "_memo", "_memo_lock", "_pool", "_wall",
-    "verify_chunks", "in_cache", "_manifests", "_manifest_lock",
+    "verify_chunks", "in_cache", "_manifests", "_manifest_lock", "copies", "cold",
 }  # fmt: skip
 
 
@@ -57,6 +57,8 @@ def _reset(stack: LocalStack, labels: list[str]) -> tuple[dict, dict]:
         if rt.label not in labels:
             continue
         region = rt.services.region
+        if getattr(region, "copies", None) is not None:
+            region.copies.flush(30)  # background copies of the last reads land before the bucket is emptied
         # Everything a Region keeps in process (a warm container's state), so that a
         # cold region reads head, manifest and chunks from the origin again:
         region.lru = ByteLRU(region.lru.max_bytes)  # chunk bytes
@@ -65,6 +67,8 @@ def _reset(stack: LocalStack, labels: list[str]) -> tuple[dict, dict]:
         # chunk keys known to be in the cache bucket: after emptying the bucket, a plan
         # must HEAD (and copy) every chunk again, as a cold region does
         region.in_cache = KnownSet(region.in_cache.max_items)
+        if hasattr(region, "cold"):  # versions read while their head had no copy here
+            region.cold = type(region.cold)(region.cold.ttl, region.cold.max_items)
         manifests = getattr(region, "_manifests", None)  # parsed manifests (since 71a447a)
         if manifests is not None:
             with region._manifest_lock:

@@ -29,11 +29,15 @@ class Chunks:
     """Plans and chunks (a mixin of :class:`catclient.Client`)."""
 
     def _selection(self, path: str, geo: wire.Geometry, key: tuple, fancy: bool,
-                   plan: Mapping | None = None) -> tuple[wire.Selection, dict[int, bytes]]:
-        """*key* planned by :mod:`catclient.wire`, and the bytes of every chunk it touches.
+                   plan: Mapping | None = None, *, decode: bool = False,
+                   ) -> tuple[wire.Selection, dict[int, bytes], wire.ArraySink | None]:
+        """*key* planned by :mod:`catclient.wire`, the bytes of every chunk it touches, and a sink.
 
         The chunks come from *plan* if given, else from a plan asked now, else
-        (no plans on this server) through ``/api/chunk``.
+        (no plans on this server) through ``/api/chunk``.  With *decode*, and a
+        key :class:`wire.ArraySink` can read, each chunk is also decompressed
+        into the numpy answer by the worker that fetched it (the sink returned
+        holds it); else the sink is None and the caller selects from the bytes.
         """
         try:
             selection = wire.Selection.of(geo, key)
@@ -41,16 +45,21 @@ class Chunks:
                 # A fancy key is planned as its bounding box, then indexed locally
                 plan = self.plan(path, selection.box if fancy else key, fancy=False)
             if plan is None:
-                return selection, selection.gather(lambda touched: self._api_chunks(path, touched))
+                sink = wire.ArraySink.of(selection.geo, key) if decode else None
+                chunks = selection.gather(lambda touched: self._api_chunks(path, touched, sink))
+                return selection, chunks, sink
             # The plan's geometry is that of the version its chunks belong to
             selection = wire.Selection.of(wire.Geometry.from_json(plan), key)
         except wire.SliceError as exc:
             raise BadRequest(str(exc)) from None
         refs = plan["chunk_refs"]
+        sink = wire.ArraySink.of(selection.geo, key) if decode else None
         try:
-            return selection, selection.gather(lambda _touched: self._load_refs(path, refs))
+            return selection, selection.gather(lambda _touched: self._load_refs(path, refs, sink)), sink
         except LookupError as exc:
             raise ServerError(f"the read plan of {path} does not list every chunk needed: {exc}") from None
+        except ValueError as exc:  # a chunk (checked against its hash) that does not fit the plan's geometry
+            raise ServerError(f"the read plan of {path} does not match its chunks: {exc}") from None
 
     def plan(self, path, key=None, *, fancy: bool | None = None) -> dict | None:
         """The server's read plan for a selection, or None when the server offers none.
@@ -88,8 +97,13 @@ class Chunks:
         self._plans_ok = True
         return plan
 
-    def _load_refs(self, path: str, refs: list[Mapping]) -> dict[int, bytes]:
-        """Bytes of a plan's chunk refs: inline, local cache, presigned URL, else ``/api/chunk``."""
+    def _load_refs(self, path: str, refs: list[Mapping], sink: wire.ArraySink | None = None,
+                   ) -> dict[int, bytes]:
+        """Bytes of a plan's chunk refs: inline, local cache, presigned URL, else ``/api/chunk``.
+
+        With *sink*, each chunk is put into it as soon as its bytes are here (and
+        checked), in the worker thread that fetched it.
+        """
         out: dict[int, bytes] = {}
         by_hash: dict[str, list[int]] = {}
         urls: dict[str, str | None] = {}
@@ -111,9 +125,17 @@ class Chunks:
             def one(digest: str) -> tuple[str, bytes]:
                 data = self._chunk_by_ref(path, digest, urls[digest], by_hash[digest][0])
                 bar.update(len(data))
+                if sink is not None:
+                    for nchunk in by_hash[digest]:
+                        sink.put(nchunk, data)
                 return digest, data
 
-            fetched = dict(self._map(one, todo))
+            results = self._map(one, todo)  # submitted now: downloads start
+            if sink is not None:
+                # What is already here (inline, cached) is decoded while the rest downloads
+                _put_all(sink, out.items())
+                _put_all(sink, ((n, d) for h, d in found.items() for n in by_hash[h]))
+            fetched = dict(results)
         if self.cache is not None and fetched:
             self.cache.put_many(fetched, verified=True)
         for digest, data in (found | fetched).items():
@@ -153,12 +175,20 @@ class Chunks:
             time.sleep(0.05 * 2**attempt)
         return None
 
-    def _api_chunks(self, path: str, indices: list[int]) -> dict[int, bytes]:
+    def _api_chunks(self, path: str, indices: list[int], sink: wire.ArraySink | None = None,
+                    ) -> dict[int, bytes]:
         with Progress(self.progress, len(indices), path.rsplit("/", 1)[-1], unit="chunk") as bar:
 
             def one(i: int) -> tuple[int, bytes]:
                 data = self.get_chunk(path, i)
                 bar.update(1)
+                if sink is not None:
+                    sink.put(i, data)
                 return i, data
 
             return dict(self._map(one, indices))
+
+
+def _put_all(sink: wire.ArraySink, pairs) -> None:
+    for nchunk, data in pairs:
+        sink.put(nchunk, data)

@@ -115,5 +115,7 @@ class Client(Session, Reads, Chunks, Transfers, Writes, History):
         self.cache = ChunkCache(cache_dir, cache_bytes) if cache_dir is not None else None
         # None: not asked yet; False: the server has no /api/plan
         self._plans_ok: bool | None = None
+        # Metadata of datasets last read through a plan (see Reads._read): a bounded memo
+        self._planned: dict[str, dict] = {}
         self._limits: dict | None = None
         self._open_session(auth, transport, user_agent=f"catclient/{__version__}")

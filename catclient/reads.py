@@ -15,7 +15,7 @@ import blosc2
 import numpy as np
 
 from catclient import wire
-from catclient.errors import BadRequest, ServerError, TooLarge
+from catclient.errors import BadRequest, NotFound, ServerError, TooLarge
 from catclient.keys import geometry_of, indices_param, kind_of, normalize_key, path_str, selection_nbytes
 from catclient.objects import Dataset, File, Group, Root
 
@@ -24,6 +24,9 @@ log = logging.getLogger("catclient.client")
 #: Query strings longer than this go as ``POST /api/fetch`` with a JSON body
 #: (proxies and API Gateway refuse URLs of a few KB).
 MAX_QUERY_CHARS = 4000
+
+#: Datasets whose metadata a client remembers from its last plan read of them.
+PLANNED_MEMO = 256
 
 
 class Reads:
@@ -176,8 +179,24 @@ class Reads:
         resp = self._request("GET", url, "chunk", params={"nchunk": int(nchunk)})
         return resp.content
 
+    def _read_selected(self, path, params, kind, geo, key, fancy, as_blosc2, field, filter):
+        """A field or filter: asked of the API; a field too large for one answer is read locally."""
+        try:
+            return self._fetch_api(path, {**params, "field": field, "filter": filter}, kind, as_blosc2)
+        except TooLarge:
+            if filter or geo is None:
+                raise
+        # A field is a view of the records: read them locally and take it
+        whole = self._read_local(path, geo, key, fancy, as_blosc2=False)
+        result = np.ascontiguousarray(whole[field])
+        return blosc2.asarray(result) if as_blosc2 else result
+
     def _read(self, path: str, key, *, as_blosc2: bool, meta: Mapping | None = None,
               field: str | None = None, filter: str | None = None):
+        if meta is None and not (field or filter):
+            planned = self._read_planned(path, key, as_blosc2)
+            if planned is not None:
+                return planned
         meta = self.get_info(path) if meta is None else meta
         kind = kind_of(meta)
         if kind == "group":
@@ -190,18 +209,11 @@ class Reads:
         nbytes = selection_nbytes(meta, key)
         params = {"indices": indices_param(key)} if fancy else {"slice_": wire.format_slice(key)}
         if field or filter:
-            try:
-                return self._fetch_api(path, {**params, "field": field, "filter": filter}, kind, as_blosc2)
-            except TooLarge:
-                if filter or geo is None:
-                    raise
-            # A field is a view of the records: read them locally and take it
-            whole = self._read_local(path, geo, key, fancy, as_blosc2=False)
-            result = np.ascontiguousarray(whole[field])
-            return blosc2.asarray(result) if as_blosc2 else result
+            return self._read_selected(path, params, kind, geo, key, fancy, as_blosc2, field, filter)
         if geo is not None and not fancy and self._plans_allowed() and nbytes > self.plan_threshold:
             plan = self.plan(path, key, fancy=False)
             if plan is not None:
+                self._remember_planned(path, meta)
                 return self._read_local(path, geo, key, fancy, as_blosc2=as_blosc2, plan=plan)
             # No plans on this server: /api/fetch, and chunk by chunk if that is refused
         if geo is not None and geo.kind == "file":
@@ -214,6 +226,41 @@ class Reads:
                 raise
         log.info("%s: the API refused the answer as too large; reading its chunks instead", path)
         return self._read_local(path, geo, key, fancy, as_blosc2=as_blosc2)
+
+    def _read_planned(self, path: str, key, as_blosc2: bool):
+        """A read of a dataset last read through a plan, straight through a plan: no ``/api/info``.
+
+        The metadata remembered only routes the read (plan or ``/api/fetch``): the
+        plan itself carries the geometry of the version it reads, and the key is
+        checked against that.  None when the read goes another way (then
+        ``/api/info`` is asked as usual).
+        """
+        meta = self._planned.get(path)
+        if meta is None or not self._plans_allowed():
+            return None
+        try:
+            key, fancy = normalize_key(key, len(meta["shape"]))
+            if fancy or selection_nbytes(meta, key) <= self.plan_threshold:
+                return None
+        except BadRequest:
+            return None  # the dataset may have changed: ask /api/info
+        geo = geometry_of(meta, path)
+        try:
+            plan = self.plan(path, key, fancy=False)
+        except (BadRequest, NotFound):
+            self._planned.pop(path, None)  # changed or gone: the usual way says which
+            return None
+        if plan is None:
+            return None
+        return self._read_local(path, geo, key, False, as_blosc2=as_blosc2, plan=plan)
+
+    def _remember_planned(self, path: str, meta: Mapping) -> None:
+        if kind_of(meta) != "ndarray":
+            return
+        self._planned.pop(path, None)
+        self._planned[path] = dict(meta)
+        while len(self._planned) > PLANNED_MEMO:
+            self._planned.pop(next(iter(self._planned)))
 
     def _plans_allowed(self) -> bool:
         return self.use_plans and self._plans_ok is not False
@@ -238,12 +285,18 @@ class Reads:
 
     def _read_local(self, path: str, geo: wire.Geometry, key: tuple, fancy: bool, *, as_blosc2: bool,
                     plan: Mapping | None = None):
-        """Fetch the chunks a key touches (plan or ``/api/chunk``) and select locally."""
-        selection, chunks = self._selection(path, geo, key, fancy, plan)
+        """Fetch the chunks a key touches (plan or ``/api/chunk``) and select locally.
+
+        A numpy answer (or a selection returned as a new NDArray) is decoded chunk by
+        chunk as the chunks arrive (:class:`wire.ArraySink`); a whole dataset as
+        Blosc2 is assembled from the stored chunks, without decoding them.
+        """
+        decode = not fancy and not (as_blosc2 and not key)
+        selection, chunks, sink = self._selection(path, geo, key, fancy, plan, decode=decode)
         if selection.whole and as_blosc2:
             return selection.assemble(chunks)  # as stored: no recompression
         try:
-            result = selection.result(chunks)
+            result = sink.result() if sink is not None else selection.result(chunks)
         except wire.SliceError as exc:
             raise BadRequest(str(exc)) from None
         if not as_blosc2:

@@ -214,18 +214,19 @@ class Session:
     def _send(self, method: str, url: str, **kw) -> httpx.Response:
         """Send one request, again (with backoff) when that is safe and may help.
 
-        A request whose connection could not be opened was never sent: any method is
-        sent again.  An idempotent one (GET, HEAD) is also sent again when the
-        connection dropped mid-answer (a reset by a proxy or a recycled keep-alive
-        connection) or the answer is 502/503/504, honouring a short ``Retry-After``.
-        Timeouts are not retried: the caller's patience is ``timeout``, not a multiple.
+        A request whose connection could not be opened (refused, or not open within
+        the connect timeout) was never sent: any method is sent again.  An idempotent
+        one (GET, HEAD) is also sent again when the connection dropped mid-answer (a
+        reset by a proxy or a recycled keep-alive connection) or the answer is
+        502/503/504, honouring a short ``Retry-After``.
+        Read timeouts are not retried: the caller's patience is ``timeout``, not a multiple.
         """
         idempotent = method in IDEMPOTENT
         for attempt in range(REQUEST_ATTEMPTS):
             last = attempt + 1 == REQUEST_ATTEMPTS
             try:
                 resp = self._http.request(method, url, **kw)
-            except httpx.ConnectError:
+            except (httpx.ConnectError, httpx.ConnectTimeout):
                 if last:
                     raise
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):

@@ -128,7 +128,7 @@ class Transfers:
                 target.unlink(missing_ok=True)
 
     def _download_local(self, path: str, geo: wire.Geometry, dest: Path, plan: Mapping | None = None) -> None:
-        selection, chunks = self._selection(path, geo, (), False, plan)
+        selection, chunks, _ = self._selection(path, geo, (), False, plan)
         whole = selection.assemble(chunks)  # as stored: no recompression
         if selection.geo.kind == "file":
             _write_atomic(dest, lambda fh: _write_chunks(fh, whole))

@@ -27,6 +27,12 @@ Deliver = Callable[[dict], object]
 #: (6x the function's); locally a failed record comes back after this, not after 90 minutes.
 LOCAL_VISIBILITY_TIMEOUT = 20
 
+#: Seconds one ``ReceiveMessage`` waits for a message (SQS long polling, as Lambda's own
+#: pollers do): an idle queue costs one request per this many seconds instead of 20 a
+#: second, and a message is still delivered as soon as it arrives. Also how long stopping
+#: the stack may wait for a dispatcher thread (they are daemons: nothing waits on them).
+LONG_POLL_SECONDS = 2
+
 
 def lambda_records(messages: list[dict], queue_arn: str, region: str) -> list[dict]:
     """SQS messages (``ReceiveMessage`` output) as the ``Records`` of a Lambda SQS event."""
@@ -60,17 +66,20 @@ def _failed_ids(response: object) -> set[str]:
 
 
 def drain(
-    sqs, queue_url: str, deliver: Deliver, *, visibility_timeout: int = LOCAL_VISIBILITY_TIMEOUT
+    sqs, queue_url: str, deliver: Deliver, *, visibility_timeout: int = LOCAL_VISIBILITY_TIMEOUT,
+    wait_seconds: int = 0,
 ) -> int:
     """Deliver one batch (up to 10 messages) from *queue_url*; returns its size.
 
-    The records the handler reports in ``batchItemFailures`` are left in the queue (as
-    Lambda leaves them); the others are deleted. A handler that raises leaves them all.
+    *wait_seconds* is SQS's ``WaitTimeSeconds``: how long to wait for a first message
+    (0: answer at once, empty or not). The records the handler reports in
+    ``batchItemFailures`` are left in the queue (as Lambda leaves them); the others are
+    deleted. A handler that raises leaves them all.
     """
     resp = sqs.receive_message(
         QueueUrl=queue_url,
         MaxNumberOfMessages=10,
-        WaitTimeSeconds=0,
+        WaitTimeSeconds=wait_seconds,
         VisibilityTimeout=visibility_timeout,
         AttributeNames=["All"],
         MessageAttributeNames=["All"],
@@ -109,21 +118,22 @@ def _region(sqs) -> str:
     return sqs.meta.region_name or "us-east-1"
 
 
-def _loop(sqs, queue_url: str, deliver: Deliver, stop: threading.Event, poll_interval: float) -> None:
+def _loop(sqs, queue_url: str, deliver: Deliver, stop: threading.Event, poll_interval: float,
+          wait_seconds: int) -> None:
     while not stop.is_set():
         try:
-            busy = drain(sqs, queue_url, deliver)
+            # A long poll: the wait happens in the queue, not in a loop here
+            drain(sqs, queue_url, deliver, wait_seconds=wait_seconds)
         except Exception:  # noqa: BLE001 - moto going away at shutdown, mostly
             if stop.is_set():
                 return
             log.exception("dispatcher error on %s", queue_url)
-            busy = 0
-        if not busy:
-            stop.wait(poll_interval)
+            stop.wait(poll_interval)  # an endpoint that fails at once must not be spun on
 
 
 def start_dispatcher(
-    sqs, queue_url: str, deliver: Deliver, stop: threading.Event, poll_interval: float = 0.05
+    sqs, queue_url: str, deliver: Deliver, stop: threading.Event, poll_interval: float = 0.05,
+    wait_seconds: int = LONG_POLL_SECONDS,
 ) -> threading.Thread:
     """Start a daemon thread draining *queue_url* into *deliver* until *stop* is set.
 
@@ -142,7 +152,9 @@ def start_dispatcher(
     stop : threading.Event
         Set to end the loop.
     poll_interval : float
-        Seconds to wait after finding the queue empty.
+        Seconds to wait after a failed receive before trying again.
+    wait_seconds : int
+        SQS long-poll wait of each receive (``WaitTimeSeconds``, at most 20).
 
     Returns
     -------
@@ -150,7 +162,10 @@ def start_dispatcher(
         The started thread.
     """
     thread = threading.Thread(
-        target=_loop, args=(sqs, queue_url, deliver, stop, poll_interval), daemon=True, name="dispatcher"
+        target=_loop,
+        args=(sqs, queue_url, deliver, stop, poll_interval, wait_seconds),
+        daemon=True,
+        name="dispatcher",
     )
     thread.start()
     return thread

@@ -6,6 +6,7 @@ Caterva2-server rows run only if ``.venv-cat2`` already exists (nothing is insta
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 HAVE_CAT2 = (REPO / ".venv-cat2" / "bin" / "cat2-server").exists()
+HAVE_ZARR = importlib.util.find_spec("zarr") is not None and importlib.util.find_spec("obstore") is not None
 CASES = ("reads", "small", "proxy", "publish", "propagation", "cache", "lazy", "coldstart")
 #: Keys whose values are durations, throughputs or ratios: must be positive and finite
 POSITIVE = {"median_s", "mb_per_s", "p50_s", "p95_s", "max_s"}
@@ -79,6 +81,8 @@ def test_reads(results):
     rows_expected = {"catclient_plans", "catclient_api", "cat2_client_our_api", "raw_s3_get"}
     if HAVE_CAT2:
         rows_expected.add("cat2_client_cat2_server")
+    if HAVE_ZARR:  # the bench extra: zarr-python 3 + obstore over the same moto
+        rows_expected.add("zarr_obstore")
     for label in ("full", "slice"):
         block = results["reads"][label]
         assert set(block["rows"]) == rows_expected
@@ -86,6 +90,7 @@ def test_reads(results):
         for name, ratio in block["throughput_ratios"].items():
             if ratio is not None:
                 _positive(ratio, name)
+        assert (block["throughput_ratios"]["plans_vs_zarr_obstore"] is not None) == HAVE_ZARR
         # plans move compressed chunks only: about the compressed size of the touched chunks
         received = block["rows"]["catclient_plans"]["client_received_bytes"]
         assert 0 < received < 2 * block["compressed_bytes"] + 100_000

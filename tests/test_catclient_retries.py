@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 
+import numpy as np
 import pytest
 
 from catclient import Client
@@ -82,3 +84,67 @@ def test_a_post_is_not_sent_twice_after_a_dropped_answer(flaky):
     with Client(flaky.url, cache_dir=None) as client, pytest.raises(ServerUnavailable):
         client.move("@personal/a.b2nd", "@personal/b.b2nd")
     assert [m for m, _ in flaky.seen] == ["POST"]
+
+
+class ResettingProxy:
+    """A TCP proxy in front of the API that resets (RST) the first *resets* connections asking for a chunk.
+
+    What the benchmark met under load: "Connection reset by peer" in the ``/api/chunk``
+    fallback of a read plan.  Every other request is passed through, one per connection.
+    """
+
+    def __init__(self, upstream: str, resets: int) -> None:
+        host, port = upstream.removeprefix("http://").split(":")
+        self.upstream, self.resets, self.chunk_requests = (host, int(port)), resets, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                block = conn.recv(65536)
+                if not block:
+                    return
+                head += block
+            if b" /api/chunk/" in head.split(b"\r\n", 1)[0]:
+                self.chunk_requests += 1
+                if self.chunk_requests <= self.resets:
+                    # SO_LINGER 0: close() sends RST, the client reads ECONNRESET
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+            # One request per connection: ask the API to close after answering, relay to EOF
+            head = head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+            with socket.create_connection(self.upstream) as up:
+                up.sendall(head)
+                while block := up.recv(65536):
+                    conn.sendall(block)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_reset_in_the_chunk_fallback_of_a_plan_is_retried(api_url, monkeypatch):
+    from infra.example_data import expected
+
+    proxy = ResettingProxy(api_url, resets=2)
+    try:
+        with Client(proxy.url, plan_threshold=0, cache_dir=None) as client:
+            # S3 refuses every presigned GET (an expired plan): each chunk comes through /api/chunk
+            monkeypatch.setattr(client, "_get_presigned", lambda url: None)
+            got = client.fetch("example/dir1/ds-2d.b2nd")
+            assert np.array_equal(got, expected()["dir1/ds-2d.b2nd"])
+            assert client.stats.api_chunk_requests == 8
+            assert client.stats.retries == 2  # the two reset chunk GETs, sent again after a backoff
+        assert proxy.chunk_requests == 8 + 2
+    finally:
+        proxy.close()

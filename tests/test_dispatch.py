@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import boto3
 
-from infra.dispatch import drain
+from infra.dispatch import drain, start_dispatcher
 
 
 def _queue_with_dlq(sqs, max_receive: int = 2) -> tuple[str, str]:
@@ -72,3 +74,44 @@ def test_a_handler_that_raises_fails_the_whole_batch(aws):
     assert drain(sqs, url, lambda ev: got.extend(r["body"] for r in ev["Records"]), visibility_timeout=0) == 2
     assert sorted(got) == ["x", "y"]  # delivered again, both; a None answer = no failures
     assert drain(sqs, url, lambda ev: None, visibility_timeout=0) == 0
+
+
+class CountingSQS:
+    """An SQS client that counts ``ReceiveMessage`` calls (what an idle dispatcher costs)."""
+
+    def __init__(self, sqs) -> None:
+        self.sqs, self.receives = sqs, 0
+
+    def receive_message(self, **kw):
+        self.receives += 1
+        return self.sqs.receive_message(**kw)
+
+    def __getattr__(self, name):
+        return getattr(self.sqs, name)
+
+
+def test_an_idle_dispatcher_long_polls_and_still_delivers_at_once(aws):
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="idle")["QueueUrl"]
+    counting, got, stop = CountingSQS(sqs), [], threading.Event()
+    arrived = threading.Event()
+
+    def handler(event):
+        got.extend(r["body"] for r in event["Records"])
+        arrived.set()
+
+    thread = start_dispatcher(counting, url, handler, stop, wait_seconds=1)
+    try:
+        time.sleep(1.5)
+        # 50 ms polling would have made ~30 receives by now; long polls of 1 s make 2
+        assert counting.receives <= 3
+        sent = time.monotonic()
+        sqs.send_message(QueueUrl=url, MessageBody="hello")
+        assert arrived.wait(5)
+        # delivered while a receive was waiting, not at the end of a poll interval
+        assert time.monotonic() - sent < 0.9
+        assert got == ["hello"]
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()

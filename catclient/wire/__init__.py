@@ -11,7 +11,8 @@ Modules: :mod:`~catclient.wire.slices` (keys and touched chunks),
 :mod:`~catclient.wire.geometry` (dtypes, cparams, :class:`Geometry`),
 :mod:`~catclient.wire.assemble` (chunks into Blosc2 objects, transport frames),
 :mod:`~catclient.wire.plans` (inline chunks, chunk refs),
-:mod:`~catclient.wire.selection` (the read pipeline), :mod:`~catclient.wire.units`.
+:mod:`~catclient.wire.selection` (the read pipeline), :mod:`~catclient.wire.sink` (chunks
+decoded into a numpy answer as they arrive), :mod:`~catclient.wire.units`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from catclient.wire.selection import (
     selected_nbytes,
     write_frame,
 )
+from catclient.wire.sink import ArraySink
 from catclient.wire.slices import (
     Key,
     SliceError,
@@ -55,6 +57,7 @@ from catclient.wire.slices import (
 from catclient.wire.units import human_bytes
 
 __all__ = [
+    "ArraySink",
     "INLINE_CHUNK_MAX",
     "MAX_SELECTION_BYTES",
     "Fetch",

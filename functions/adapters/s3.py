@@ -159,6 +159,16 @@ class S3Store:
         except (BotoConnectionError, BotoCoreError) as err:
             raise _unavailable(self._s3, f"s3://{self.name} unreachable", err) from err
 
+    def warm(self) -> None:
+        """One HEAD of the bucket: the client's first-call set-up and a pooled connection, now.
+
+        Errors are ignored (only a warm-up: the call that needs the bucket reports them).
+        """
+        try:
+            self._s3.head_bucket(Bucket=self.name)
+        except Exception:  # noqa: BLE001 - see above
+            log.debug("warming s3://%s failed", self.name, exc_info=True)
+
     def get(self, key: str) -> Blob:
         resp = self._call("get_object", key)
         try:

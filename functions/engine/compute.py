@@ -35,7 +35,7 @@ import blosc2
 import numpy as np
 
 from catclient import wire
-from functions.engine import errors, expr, lazy, reductions
+from functions.engine import errors, expr, lazy, reductions, sliced
 from functions.engine.errors import BadRequest, NotFound
 from functions.engine.model import Kind, Manifest
 from functions.engine.ports import Invoker
@@ -129,7 +129,12 @@ def run(region: Region, event: Mapping, stats: CacheStats) -> dict:
     except expr.ExpressionError as exc:
         raise BadRequest(str(exc)) from None
     if op == "slice":
-        value = lazy.evaluate(checked, sources, decode_key(event.get("key") or []))
+        key = decode_key(event.get("key") or [])
+        value = None
+        if not checked.has_reduction:  # what the coordinator sends: reductions already extracted
+            value = sliced.evaluate_chunkwise(checked, sources, key, wire.transport_cparams)
+        if value is None:
+            value = lazy.evaluate(checked, sources, key)
         return _answer(region, value, event.get("inline_limit"))
     if op == "partials":
         name, axis = str(event["reduction"]), event.get("axis")
@@ -138,10 +143,9 @@ def run(region: Region, event: Mapping, stats: CacheStats) -> dict:
         shape, _ = lazy.infer(checked, sources)
         boxes = [decode_key(b) for b in event.get("boxes") or []]
         # The argument is reduction-free (the coordinator extracted those), but
-        # may slice operands: those slices are read here, where the data is
-        pulled = lazy.extract(checked.tree.body, sources, None)
-        merged = {**sources, **{k: lazy.InMemory(v) for k, v in pulled.virtual.items()}}
-        parts = reductions.reduction_parts(name, axis, pulled.tree, merged, shape, boxes)
+        # may slice operands: as views, so this invocation reads only its boxes of them
+        tree, views = sliced.as_views(checked.tree.body, sources)
+        parts = reductions.reduction_parts(name, axis, tree, {**sources, **views}, shape, boxes)
         return {
             "status": 200,
             "parts": [[encode_key(b), {k: encode_array(v) for k, v in p.items()}] for b, p in parts],
@@ -149,9 +153,9 @@ def run(region: Region, event: Mapping, stats: CacheStats) -> dict:
     raise BadRequest(f"unknown compute op {op!r}")
 
 
-def _answer(region: Region, value: np.ndarray, inline_limit: int | None) -> dict:
+def _answer(region: Region, value, inline_limit: int | None) -> dict:
     # A compressed frame: what clients get anyway, and far fewer bytes to move than raw
-    body = to_cframe(value)
+    body = value.to_cframe() if isinstance(value, blosc2.NDArray) else to_cframe(value)
     if inline_limit is None or len(body) <= inline_limit or region.cache is None:
         return {"status": 200, "cframe": body}
     key = "x/spill/" + hashlib.blake2b(body, digest_size=16).hexdigest()
@@ -263,7 +267,9 @@ class Coordinator:
     def _reduce_with(self, operands: Mapping[str, str]):
         def reduce(name: str, axis: int | None, argument: ast.AST, sources: Mapping[str, lazy.ArraySource]):
             shape, _ = lazy.infer_tree(argument, sources)
-            box_list = reductions.boxes(shape, reductions.chunking_for(shape, sources))
+            # Boxes follow an operand's chunks, a sliced one's too when the slice keeps them whole
+            _, views = sliced.as_views(argument, sources)
+            box_list = reductions.boxes(shape, reductions.chunking_for(shape, {**sources, **views}))
             virtual = {k: encode_array(s.value) for k, s in sources.items() if isinstance(s, lazy.InMemory)}
             groups = _split(box_list, self.fanout)
             events = [
@@ -278,7 +284,8 @@ class Coordinator:
                 }
                 for group in groups
             ]
-            answers = list(self._pool.map(self._call, events)) if len(events) > 1 else [self._call(events[0])]
+            call = self._partials
+            answers = list(self._pool.map(call, events)) if len(events) > 1 else [call(events[0])]
             parts = [
                 (decode_key(box), {k: decode_array(v) for k, v in partial.items()})
                 for answer in answers
@@ -287,6 +294,18 @@ class Coordinator:
             return reductions.place(name, axis, shape, parts)
 
         return reduce
+
+    def _partials(self, event: dict) -> dict:
+        """One partials invocation, or its answer cached by operand versions (manifest keys)."""
+        virtual = hashlib.blake2b(json.dumps(event["virtual"], sort_keys=True).encode(), digest_size=16)
+        detail = [event["reduction"], event["axis"], event["boxes"], virtual.hexdigest()]
+        cache_key = self._cache_key("partials", event["expression"], event["operands"], detail)
+        cached = self._cached(cache_key)
+        if cached is not None:
+            return {"status": 200, "parts": json.loads(cached)}
+        answer = self._call(event)
+        self._store(cache_key, json.dumps(answer["parts"]).encode())
+        return answer
 
     def _call(self, event: dict) -> dict:
         answer = self.invoker.invoke(event)

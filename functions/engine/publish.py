@@ -184,6 +184,7 @@ class Publisher:
         expect_version: int | None = None,
         author: str | None = None,
         _deferred: list | None = None,
+        _uploaded: tuple[set[str], int, int] | None = None,
     ) -> PublishResult:
         """Publish one dataset version; a no-op when the content did not change.
 
@@ -208,6 +209,8 @@ class Publisher:
         """
         # _deferred (publish_batch only): collects (head, event) instead of updating the
         # catalog and emitting, so a batch merges each root's catalog once.
+        # _uploaded (publish_file of a new dataset): chunks already stored while it was hashed
+        stored, *counts = _uploaded or (set(), 0, 0)
         uploaded = (0, 0)
         for _attempt in _attempts(MAX_CAS_ATTEMPTS):
             head, etag = self.read_head(root, path)
@@ -225,7 +228,8 @@ class Publisher:
                 return PublishResult(root, path, "unchanged", head.version)
             known = frames.referenced(previous) if previous else set()
             if uploaded == (0, 0):
-                uploaded = self._upload_chunks(loaded, known)
+                more = self._upload_chunks(loaded, known | stored)
+                uploaded = (more[0] + counts[0], more[1] + counts[1])
             version = (head.version if head else 0) + 1
             manifest = Manifest(
                 root, path, version, self._clock(), loaded.content, head.manifest if live else None,
@@ -435,7 +439,17 @@ class Publisher:
     # ------------------------------------------------------------------ directories
 
     def publish_file(self, root: str, path: str, local: Path) -> PublishResult:
-        """Publish one local file as ``root/path``."""
+        """Publish one local file as ``root/path``.
+
+        A dataset new at *path* has its chunks uploaded while the file is still
+        being hashed (:mod:`functions.engine.eager`): it has nothing to reuse.
+        """
+        head, _ = self.read_head(root, path)
+        if head is None or head.deleted:
+            from functions.engine.eager import load_uploading
+
+            loaded, uploaded = load_uploading(self.store, self._pool, store_chunk, local, self.frame_limits)
+            return self.publish(root, path, loaded, _uploaded=uploaded)
         return self.publish(root, path, load_path(local, self.frame_limits))
 
     def publish_directory(

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from functions.engine import layout
+from functions.engine.copies import ColdSet, CopyWriter, KnownSet
 from functions.engine.errors import (
     CorruptChunk,
     DatasetNotFound,
@@ -87,27 +88,6 @@ class ByteLRU:
                 self._size -= len(evicted)
 
 
-class KnownSet:
-    """A bounded, thread-safe set of recently seen keys (oldest forgotten first)."""
-
-    def __init__(self, max_items: int) -> None:
-        self.max_items = max_items
-        self._items: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __contains__(self, key: str) -> bool:
-        with self._lock:
-            return key in self._items
-
-    def add(self, key: str) -> None:
-        """Remember *key*, forgetting the oldest beyond the bound."""
-        with self._lock:
-            self._items[key] = None
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
-
-
 def _version(value) -> int:
     """The ``version`` of a head or catalog JSON value (0 for none)."""
     return int(value.get("version", 0)) if isinstance(value, dict) else 0
@@ -138,6 +118,10 @@ class Region:
         Bound of the in-process chunk/manifest LRU.
     workers : int
         Parallel chunk fetches; S3 latency (tens of ms) is what they hide.
+    background_copies : bool
+        Write cache-bucket copies of what a read fetched from the origin after
+        the answer (:class:`~functions.engine.copies.CopyWriter`), not before it.
+        Copies read plans presign are always written before the plan is sent.
 
     """
 
@@ -155,6 +139,7 @@ class Region:
         workers: int = 32,
         wall: Callable[[], float] = time.time,
         verify_chunks: bool = True,
+        background_copies: bool = True,
     ) -> None:
         self.origin = origin
         self.cache = cache
@@ -177,6 +162,10 @@ class Region:
         #: Called with (key, value) when a copy past its TTL was read again from the origin
         #: (``functions.engine.healing.revalidation_hook``); None: nothing more happens
         self.on_revalidate: Callable[[str, object], None] | None = None
+        self.copies = CopyWriter(cache) if cache is not None and background_copies else None
+        # Manifests (keys) and versions (tags) read while their head had no copy here:
+        # their manifest and chunks are not in the cache bucket either (see copies.ColdSet)
+        self.cold = ColdSet()
 
     # ------------------------------------------------------------------ metadata
 
@@ -188,9 +177,24 @@ class Region:
         except StoreUnavailable as exc:
             raise OriginUnavailable(str(exc)) from exc
 
-    def _write_copy(self, key: str, value) -> None:
+    def _write_copy(self, key: str, value, *, background: bool = False) -> None:
+        body = dumps({"validated_at": self._wall(), "value": value})
+        if background and self.copies is not None:
+            self.copies.put(key, body)
+            return
         try:
-            self.cache.put(key, dumps({"validated_at": self._wall(), "value": value}))
+            self.cache.put(key, body)
+        except StoreUnavailable:
+            log.warning("cache bucket unavailable; not caching %s", key)
+
+    def _copy(self, key: str, data: bytes, *, now: bool) -> None:
+        """A cache-bucket copy of an immutable object; *now* (a plan will presign it): before returning."""
+        if self.copies is not None and not now:
+            self.copies.put(key, data, on_done=lambda: self.in_cache.add(key))
+            return
+        try:
+            self.cache.put(key, data)
+            self.in_cache.add(key)
         except StoreUnavailable:
             log.warning("cache bucket unavailable; not caching %s", key)
 
@@ -235,7 +239,12 @@ class Region:
             if copy is not None:
                 return copy["value"]  # stale but served: the origin is down
             raise
-        self._write_copy(key, value)
+        if copy is None and isinstance(value, dict) and isinstance(value.get("manifest"), str):
+            # A head this region never copied: nor did it copy the manifest it names
+            self.cold.add(value["manifest"])
+        # After the answer (the event sync or the next revalidation would make it too);
+        # an explicit refresh (fresh: an event) writes it before returning
+        self._write_copy(key, value, background=not fresh)
         if not fresh and self.on_revalidate is not None:
             self.on_revalidate(key, value)  # a TTL miss: healing compares feed positions
         return value
@@ -300,7 +309,10 @@ class Region:
                 self._manifests.move_to_end(key)
                 return parsed
         # Immutable, so parsed once: a manifest of 10k chunks is ~1 MB of JSON
-        parsed = Manifest.from_bytes(self._immutable(key, CacheStats()))
+        cold = key in self.cold
+        parsed = Manifest.from_bytes(self._immutable(key, CacheStats(), cache_first=not cold))
+        if cold:
+            self.cold.add(_tag(parsed))  # nor its chunks
         with self._manifest_lock:
             self._manifests[key] = parsed
             while len(self._manifests) > self.MANIFESTS_KEPT:
@@ -313,9 +325,15 @@ class Region:
 
     # ------------------------------------------------------------------ chunks
 
-    def _immutable(self, key: str, stats: CacheStats, digest: str | None = None) -> bytes:
-        """An immutable object: cache bucket, else origin (then stored in the cache)."""
-        if self.cache is not None:
+    def _immutable(self, key: str, stats: CacheStats, digest: str | None = None, *,
+                   cache_first: bool = True, copy_now: bool = False) -> bytes:
+        """An immutable object: cache bucket, else origin (then copied into the cache bucket).
+
+        ``cache_first=False`` goes straight to the origin (the caller knows the
+        cache bucket has no copy); ``copy_now`` writes the copy before returning
+        (else after the answer, when copies are written in the background).
+        """
+        if self.cache is not None and cache_first:
             try:
                 data = self.cache.get(key).data
                 stats.add(hits=1)
@@ -328,6 +346,9 @@ class Region:
         try:
             data = self.origin.get(key).data
         except StoreUnavailable as exc:
+            if self.cache is not None and not cache_first:
+                # Skipped as "not copied yet": it may be by now, and the origin is down
+                return self._immutable(key, stats, digest)
             raise OriginUnavailable(f"origin unreachable and {key} is not cached: {exc}") from exc
         except NotFound:
             raise DatasetNotFound(f"object {key} is missing from the origin") from None
@@ -335,11 +356,7 @@ class Region:
             raise CorruptChunk(f"chunk {digest} read from the origin does not match its hash")
         stats.add(misses=1, origin_bytes=len(data))
         if self.cache is not None:
-            try:
-                self.cache.put(key, data)
-                self.in_cache.add(key)
-            except StoreUnavailable:
-                log.warning("cache bucket unavailable; not caching %s", key)
+            self._copy(key, data, now=copy_now)
         return data
 
     def chunk(self, manifest: Manifest, nchunk: int, stats: CacheStats) -> bytes:
@@ -369,8 +386,10 @@ class Region:
             else:
                 wanted.setdefault(ref.digest, []).append(i)
 
+        cold = _tag(manifest) in self.cold
+
         def fetch(digest: str) -> tuple[str, bytes]:
-            return digest, self._immutable(layout.chunk_key(digest), stats, digest)
+            return digest, self._immutable(layout.chunk_key(digest), stats, digest, cache_first=not cold)
 
         for digest, data in self._pool.map(fetch, wanted):
             if keep:
@@ -402,10 +421,14 @@ class Region:
         if self.cache is None:
             return
 
+        cold = _tag(manifest) in self.cold
+
         def ensure(digest: str) -> None:
             key = layout.chunk_key(digest)
-            if not self.cache.exists(key):
-                self._immutable(key, stats, digest)
+            # A cold version's chunks are not here: no HEAD to learn it.  The copy is
+            # written before the plan is answered: the client GETs it next
+            if cold or not self.cache.exists(key):
+                self._immutable(key, stats, digest, cache_first=False, copy_now=True)
             else:
                 stats.add(hits=1)
                 self.in_cache.add(key)
@@ -483,3 +506,8 @@ class Region:
         self.cache.put(layout.SUBSCRIPTIONS_KEY, dumps({"roots": sorted(roots)}))
         self.forget(layout.SUBSCRIPTIONS_KEY)
         return roots
+
+
+def _tag(manifest: Manifest) -> str:
+    """What :attr:`Region.cold` calls one version of a dataset."""
+    return f"{manifest.root}/{manifest.path}@{manifest.version}"
