@@ -71,4 +71,4 @@ def test_a_republish_uploads_only_what_changed(tmp_path):
     values[150] = 7.0  # chunk 1
     result = publisher.publish_file("t", "a.b2nd", _file(tmp_path, values))
     assert result.changed_chunks == [1] and result.uploaded_chunks == 1
-    assert store.puts - puts == 1 + 3  # the chunk; manifest, head, catalog
+    assert store.puts - puts == 1 + 4  # the chunk; manifest, head, feed entry, catalog

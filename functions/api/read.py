@@ -88,7 +88,8 @@ def info(path: str, request: Request, who: Caller, version: Version = None) -> J
     headers = dict(headers or {})
     if "ETag" not in headers and "version" in body and "mtime" in body:
         # A version is committed once per path (a delete leaves a tombstone version)
-        headers["ETag"] = f'"v{body["version"]}-{body["mtime"]}"'
+        # weak (W/): it names the version, not bytes a range could be asked of
+        headers["ETag"] = f'W/"v{body["version"]}-{body["mtime"]}"'
     return JSONResponse(body, headers=headers or None)
 
 
