@@ -330,7 +330,10 @@ class ReadService:
         with self._as_user(loc, who):
             m = None if self._missing_member(loc) is not None else self.manifest(loc)  # members: below
             if m is not None and not params.key_given and describe.accept_ranges(m) == "bytes":
-                fetch = self._objects(stats, keep=bool(range_header))
+                # kept in the LRU unless streamed (a big frame read once would evict the rest):
+                # a small frame served again needs no storage, stalled origin or not
+                small = m.content.cbytes <= self.limits.buffered
+                fetch = self._objects(stats, keep=bool(range_header) or small)
                 return ranges.exact_answer(m, range_header, if_range, fetch, self.limits, _PLAN_HINT)
         if range_header:
             raise ranges.refuse_ranges("a slice, a computed result or a rebuilt frame")
