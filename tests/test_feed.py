@@ -118,11 +118,11 @@ def test_a_claim_left_by_a_crash_is_completed_by_the_next_commit(monkeypatch):
         real = feed._complete
         calls = {"n": 0}
 
-        def crash_once(store, root, seq, attempts, entry=None):
+        def crash_once(store, root, seq, attempts, entry=None, read=None):
             calls["n"] += 1
             if calls["n"] == 1 and entry is not None:
                 raise RuntimeError("publisher died between the claim and the catalog")
-            return real(store, root, seq, attempts, entry)
+            return real(store, root, seq, attempts, entry, read)
 
         monkeypatch.setattr(feed, "_complete", crash_once)
         with pytest.raises(RuntimeError):

@@ -85,11 +85,6 @@ def info(path: str, request: Request, who: Caller, version: Version = None) -> J
     kept, else one naming its version (a chunk write that leaves the size alone moves it).
     """
     body, headers = _reads(request).info_answer(at_version(resolve(path, who), version), who)
-    headers = dict(headers or {})
-    if "ETag" not in headers and "version" in body and "mtime" in body:
-        # A version is committed once per path (a delete leaves a tombstone version)
-        # weak (W/): it names the version, not bytes a range could be asked of
-        headers["ETag"] = f'W/"v{body["version"]}-{body["mtime"]}"'
     return JSONResponse(body, headers=headers or None)
 
 

@@ -119,13 +119,6 @@ def _sources(region: Region, event: Mapping, stats: CacheStats) -> dict[str, laz
 # --------------------------------------------------------------------------- compute side
 
 
-def _reshapes(checked: expr.Checked) -> bool:
-    """Whether *checked* calls a join or a constructor (its result boxes are not its operands')."""
-    special = set(expr.JOINS) | set(expr.CONSTRUCTORS)
-    calls = (n for n in ast.walk(checked.tree) if isinstance(n, ast.Call))
-    return any(getattr(n.func, "id", None) in special for n in calls)
-
-
 def run(region: Region, event: Mapping, stats: CacheStats) -> dict:
     """Execute one compute event (the compute function's domain entry point)."""
     op = event.get("op")
@@ -138,9 +131,7 @@ def run(region: Region, event: Mapping, stats: CacheStats) -> dict:
     if op == "slice":
         key = decode_key(event.get("key") or [])
         value = None
-        # Box by box only for what maps a result box to the same box of each operand: joins
-        # (concat, stack) and constructors (whole axes of their own) are evaluated as a whole
-        if not checked.has_reduction and not _reshapes(checked):
+        if not checked.has_reduction:  # what the coordinator sends: reductions already extracted
             value = sliced.evaluate_chunkwise(checked, sources, key, wire.transport_cparams)
         if value is None:
             value = lazy.evaluate(checked, sources, key)

@@ -202,7 +202,8 @@ def commit(
             # Another writer's claim, maybe stalled: finish it (and register the root if that creates it)
             created |= bool(_complete(store, root, seq, attempts).get("created"))
             continue
-        written = _complete(store, root, seq, attempts, entry)
+        # the catalog and its ETag just read are what the claim follows: no second GET
+        written = _complete(store, root, seq, attempts, entry, read=(catalog, etag))
         if created:
             written["created"] = True
         return Committed(written, seq)
@@ -210,9 +211,17 @@ def commit(
 
 
 def _complete(
-    store: BlobStore, root: str, seq: int, attempts: Callable[[int], Iterable[int]], entry: dict | None = None
+    store: BlobStore,
+    root: str,
+    seq: int,
+    attempts: Callable[[int], Iterable[int]],
+    entry: dict | None = None,
+    read: tuple[Catalog | None, str | None] | None = None,
 ) -> dict:
-    """Write catalog version *seq* = catalog *seq* - 1 + entry *seq*'s heads (``{}``: written already)."""
+    """Write catalog version *seq* = catalog *seq* - 1 + entry *seq*'s heads (``{}``: written already).
+
+    *read* is the catalog and ETag the caller has just read (its first attempt uses them).
+    """
     if entry is None:
         try:
             entry = json.loads(store.get(layout.feed_key(root, seq)).data)
@@ -221,7 +230,8 @@ def _complete(
     heads = [Head.from_json(h) for h in entry["heads"]]
     created = False  # whether this call (helping another writer, maybe) created the catalog
     for _attempt in attempts(ATTEMPTS):
-        catalog, etag = _read_catalog(store, root)
+        catalog, etag = read if read is not None else _read_catalog(store, root)
+        read = None  # a retry follows a lost race: read again
         if catalog is not None and catalog.version >= seq:
             return {}
         created = catalog is None

@@ -341,10 +341,15 @@ class ReadService:
         return ranges.Answer(body, headers={"Accept-Ranges": "none"})
 
     def info_answer(self, loc: Location, who: Principal) -> tuple[dict, dict[str, str]]:
-        """:meth:`info` and its headers: a kept frame's ``ETag``, the one its ranges carry."""
+        """:meth:`info` and its headers: a kept frame's ``ETag``, the one its ranges carry; else a
+        weak one naming the version (a chunk write that leaves the size alone still moves it).
+        """
         out = self.info(loc, who)
         if out.get("accept_ranges") != "bytes":
-            return out, {}
+            # A version is committed once per path (a delete leaves a tombstone version)
+            if "version" not in out or "mtime" not in out:
+                return out, {}
+            return out, {"ETag": f'W/"v{out["version"]}-{out["mtime"]}"'}
         with self._as_user(loc, who):
             return out, {"ETag": ranges.etag_of(self.manifest(loc))}
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from functions.engine.expr import ExpressionError
+from functions.engine.expr import CONSTRUCTORS, JOINS, ExpressionError
 from functions.engine.lazy import ArraySource, _literal_key, evaluate_elementwise, full_key, infer
 
 
@@ -127,6 +127,13 @@ class _Expression:
         return np.asarray(value).astype(self.dtype, copy=False)
 
 
+def _reshapes(checked) -> bool:
+    """Whether *checked* calls a join or a constructor."""
+    special = set(JOINS) | set(CONSTRUCTORS)
+    calls = (n for n in ast.walk(checked.tree) if isinstance(n, ast.Call))
+    return any(getattr(n.func, "id", None) in special for n in calls)
+
+
 def evaluate_chunkwise(checked, sources: Mapping[str, ArraySource], key: tuple, cparams_for):
     """``expression[key]`` of a reduction-free expression, box by box, into a compressed NDArray.
 
@@ -139,11 +146,14 @@ def evaluate_chunkwise(checked, sources: Mapping[str, ArraySource], key: tuple, 
     Returns
     -------
     blosc2.NDArray or None
-        None for a 0-d result (nothing to split: the caller evaluates it whole).
+        None for a 0-d result (nothing to split), and for joins and constructors (a box
+        of their result is not the same box of their operands): the caller evaluates those whole.
 
     """
     import blosc2
 
+    if _reshapes(checked):
+        return None
     shape, dtype = infer(checked, sources)
     tree, views = as_views(checked.tree.body, sources)
     view = Sliced(_Expression(tree, {**sources, **views}, shape, dtype), full_key(key, shape))
