@@ -19,7 +19,7 @@ from functions.engine.content import load_object
 
 A = np.arange(1000, dtype=np.int32)  # 1-d in (100,) chunks, as Caterva2's ds-1d.b2nd
 M = np.arange(60, dtype=np.float32).reshape(6, 10)
-LAYOUT = {"a": (A, (100,), (10,)), "m": (M, (4, 5), (2, 5))}
+LAYOUT = {"a": (A, (100,), (10,)), "m": (M, (4, 5), (2, 5)), "t": (np.ascontiguousarray(M.T), (5, 4), (5, 2))}
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,43 @@ def test_concat_and_stack_are_stored_computed(env):
     m = cat.get("lp/m.b2nd")
     ds = cat.upload(blosc2.lazyexpr("stack([p, p], axis=0)", operands={"p": m}), "@personal/stack2.b2nd")
     assert ds.shape == (2, 6, 10) and np.array_equal(ds[:], np.stack([M, M]))
+
+
+def test_matmul_is_stored_computed_and_equals_numpys(env):
+    cat = env["cat"]
+    cases = [
+        ("matmul(m, t)", {"m": "lp/m.b2nd", "t": "lp/t.b2nd"}, M @ M.T),
+        ("matmul(m, x[0:10]) + 1", {"m": "lp/m.b2nd", "x": "lp/a.b2nd"}, M @ A[:10] + 1),
+        ("sum(matmul(t, m), axis=0)", {"m": "lp/m.b2nd", "t": "lp/t.b2nd"}, np.sum(M.T @ M, axis=0)),
+    ]
+    for n, (expression, operands, local) in enumerate(cases):
+        r = _upload(env, f"@personal/mm{n}.b2nd", expression, operands)
+        assert r.status_code == 200, r.text
+        info = cat.get_info(r.json())
+        assert "expression" not in info and info["shape"] == list(local.shape), expression
+        np.testing.assert_allclose(cat.fetch(r.json()), local, rtol=1e-6)
+    # Through caterva2.Client, as test_hdf5_proxy.py::test_expression sends it
+    m, t = cat.get("lp/m.b2nd"), cat.get("lp/t.b2nd")
+    ds = cat.upload(blosc2.lazyexpr("matmul(a, b)", operands={"a": m, "b": t}), "@personal/mm.b2nd")
+    assert "expression" not in cat.get_info(ds) and np.allclose(ds[()], M @ M.T)
+
+
+def test_matmul_refusals_say_why(env):
+    for expression, fragment in [
+        ("matmul(m, m)", "10 columns against 6 rows"),
+        ("matmul(m)", "two arrays"),
+        ("matmul(m, t, axes=1)", "no keywords"),
+        ("matmul(2, m)", "one dimension or more"),
+    ]:
+        named = {"m": "lp/m.b2nd", "t": "lp/t.b2nd"}
+        operands = {k: v for k, v in named.items() if re.search(rf"\b{k}\b", expression)}
+        r = _upload(env, "@personal/mm-refused.b2nd", expression, operands)
+        assert r.status_code == 400, (expression, r.text)
+        assert fragment in r.json()["detail"], (expression, r.text)
+    # A product over the work budget is refused before anything is read or multiplied
+    r = _upload(env, "@personal/mm-big.b2nd", "matmul(zeros((20000, 20000)), zeros((20000, 20000)))")
+    assert r.status_code == 413, r.text
+    assert "ask for" in r.json()["detail"]
 
 
 def test_a_chunk_of_a_lazy_array_fits_a_buffer_sized_from_its_operand(env):

@@ -91,12 +91,18 @@ REDUCTIONS: dict[str, Callable] = {
 
 #: Functions that join whole arrays: ``concat([a, b], axis=0)``, ``stack([a, b], axis=1)``.
 JOINS: dict[str, Callable] = {"concat": np.concatenate, "concatenate": np.concatenate, "stack": np.stack}
+#: Linear algebra over whole arrays: ``matmul(a, b)`` (numpy's rules: 1-D operands promoted,
+#: leading dimensions broadcast).  Like joins it needs its arguments whole, so it is stored
+#: computed, as Caterva2 stores it.
+LINALG: dict[str, Callable] = {"matmul": np.matmul}
+#: Functions whose result needs their arguments whole (never evaluated box by box).
+WHOLE = frozenset(JOINS) | frozenset(LINALG)
 #: Operand-less constructors (``linspace(0, 1, 100)``): see :mod:`functions.engine.constructors`.
 CONSTRUCTORS = constructors.NAMES
 #: Most arrays one ``concat``/``stack`` joins.
 MAX_JOINED = 64
 #: Every function name an expression may call.
-FUNCTIONS = frozenset(ELEMENTWISE) | frozenset(REDUCTIONS) | frozenset(JOINS) | CONSTRUCTORS
+FUNCTIONS = frozenset(ELEMENTWISE) | frozenset(REDUCTIONS) | WHOLE | CONSTRUCTORS
 
 
 @dataclass(frozen=True)
@@ -285,6 +291,12 @@ def _check_call(node: ast.Call, source: str, allow_reductions: bool) -> bool:
     if name in ELEMENTWISE:
         _check_elementwise(node, name)
         return False
+    if name in LINALG:
+        if not allow_reductions:
+            raise ExpressionError(f"{name}() is not allowed here")
+        if node.keywords or len(node.args) != 2:
+            raise ExpressionError(f"{name}() takes two arrays and no keywords: {name}(a, b)")
+        return False
     if name in JOINS or name in CONSTRUCTORS:
         if not allow_reductions:
             raise ExpressionError(f"{name}() is not allowed here")
@@ -407,6 +419,8 @@ def _eval_call(node: ast.Call, env: Mapping[str, object]):
         arrays = [_eval(e, env) for e in node.args[0].elts]
         return JOINS[name](arrays, axis=join_axis(node))
     args = [_eval(a, env) for a in node.args]
+    if name in LINALG:
+        return LINALG[name](*args)
     if name in REDUCTIONS:
         axis = next((literal_int(k.value) for k in node.keywords), None)
         return REDUCTIONS[name](args[0], axis=axis)

@@ -134,6 +134,9 @@ def infer(checked: expr.Checked, infos: Mapping[str, ArraySource]) -> tuple[tupl
         if isinstance(node, ast.Call) and node.func.id in expr.JOINS:
             walked = [walk(e) for e in node.args[0].elts]
             return _joined_shape(node, [w[0] for w in walked]), _joined_sample([w[1] for w in walked])
+        if isinstance(node, ast.Call) and node.func.id in expr.LINALG:
+            walked = [walk(a) for a in node.args]
+            return matmul_shape(*(w[0] for w in walked)), _joined_sample([w[1] for w in walked])
         if isinstance(node, ast.Call) and node.func.id in expr.REDUCTIONS:
             shape, sample = walk(node.args[0])
             axis = _norm_axis(_axis(node), len(shape), node.func.id)
@@ -167,6 +170,26 @@ def _joined_shape(node: ast.Call, shapes: list[tuple[int, ...]]) -> tuple[int, .
     if any(s[:axis] + s[axis + 1 :] != first[:axis] + first[axis + 1 :] for s in shapes):
         raise ExpressionError(f"{name}() shapes {shapes} differ outside axis {axis}")
     return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1 :]
+
+
+def matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of ``matmul(a, b)`` over arrays of shapes *a* and *b* (numpy's rules, said plainly).
+
+    A 1-D operand is a row (left) or a column (right) whose added dimension is dropped
+    again; the dimensions before the last two broadcast.
+    """
+    if not a or not b:
+        raise ExpressionError(f"matmul() needs arrays of one dimension or more, not shapes {a} and {b}")
+    left, right = (1, *a) if len(a) == 1 else a, (*b, 1) if len(b) == 1 else b
+    if left[-1] != right[-2]:
+        raise ExpressionError(f"matmul() of shapes {a} and {b}: {left[-1]} columns against {right[-2]} rows")
+    batch = _broadcast([left[:-2], right[:-2]], "matmul()")
+    out = (*batch, left[-2], right[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
 
 
 def _joined_sample(samples: list) -> np.ndarray:
@@ -427,7 +450,7 @@ def extract(
 
         def visit_Call(self, node: ast.Call) -> ast.AST:  # noqa: N802 - ast API
             node = self.generic_visit(node)
-            if node.func.id in expr.JOINS and pull_subscripts:
+            if node.func.id in expr.WHOLE and pull_subscripts:
                 return self._virtual(self._join(node))
             if node.func.id not in expr.REDUCTIONS or reduce is None:
                 return node
@@ -438,14 +461,18 @@ def extract(
             return self._virtual(np.asarray(reduce(node.func.id, axis, argument, merged)))
 
         def _join(self, node: ast.Call) -> np.ndarray:
-            # Each joined array whole (reductions and subscripts in it are virtual already)
+            # Each argument whole (reductions and subscripts in it are virtual already)
             merged = {**sources, **{k: InMemory(v) for k, v in virtual.items()}}
+            name = node.func.id
             arrays = []
-            for element in node.args[0].elts:
+            for element in node.args[0].elts if name in expr.JOINS else node.args:
                 shape, dtype = infer_tree(element, merged)
                 full = tuple(slice(0, n, 1) for n in shape)
                 arrays.append(np.asarray(evaluate_elementwise(element, merged, shape, full)).astype(dtype))
-            return np.asarray(expr.JOINS[node.func.id](arrays, axis=expr.join_axis(node)))
+            if name in expr.LINALG:
+                infer_tree(node, merged)  # shapes that do not multiply: a 400, not numpy's ValueError
+                return np.asarray(expr.LINALG[name](*arrays))
+            return np.asarray(expr.JOINS[name](arrays, axis=expr.join_axis(node)))
 
         def _virtual(self, value: np.ndarray) -> ast.AST:
             name = f"_v{len(virtual)}"

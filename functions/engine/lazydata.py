@@ -258,7 +258,8 @@ class LazyDatasets:
 
 
 def computed_on_creation(expression: str) -> bool:
-    """Whether an expression is stored computed, as Caterva2 stores it: joins (``concat``, ``stack``).
+    """Whether an expression is stored computed, as Caterva2 stores it: joins (``concat``, ``stack``)
+    and linear algebra (``matmul``).
 
     A join's every read needs every joined array whole; computed once, it is read
     like any stored array.
@@ -267,7 +268,7 @@ def computed_on_creation(expression: str) -> bool:
         tree = expr.check(expression, _names_in(expression)).tree
     except expr.ExpressionError:
         return False  # creating it will say what is wrong
-    return any(isinstance(n, ast.Call) and n.func.id in expr.JOINS for n in ast.walk(tree))
+    return any(isinstance(n, ast.Call) and n.func.id in expr.WHOLE for n in ast.walk(tree))
 
 
 def _names_in(expression: str) -> set[str]:

@@ -194,6 +194,14 @@ def estimate_work(
             nbytes += math.prod(shape) * dtype.itemsize
             for element in node.args[0].elts:
                 walk(element, False)
+        elif isinstance(node, ast.Call) and node.func.id in expr.LINALG:
+            # Both arguments whole, then a multiply-add per result element and inner index
+            shape, dtype = infer_tree(node, sources)
+            inner = infer_tree(node.args[0], sources)[0][-1]
+            elements += math.prod(shape) * inner + sum(math.prod(infer_tree(a, sources)[0]) for a in node.args)
+            nbytes += math.prod(shape) * dtype.itemsize
+            for argument in node.args:
+                walk(argument, False)
         elif isinstance(node, ast.Call) and node.func.id in expr.CONSTRUCTORS:
             if outer:  # computed for the selected part only (inside a reduction: counted there)
                 elements += selected

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from functions.engine.expr import CONSTRUCTORS, JOINS, ExpressionError
+from functions.engine.expr import CONSTRUCTORS, WHOLE, ExpressionError
 from functions.engine.lazy import ArraySource, _literal_key, evaluate_elementwise, full_key, infer
 
 
@@ -128,8 +128,8 @@ class _Expression:
 
 
 def _reshapes(checked) -> bool:
-    """Whether *checked* calls a join or a constructor."""
-    special = set(JOINS) | set(CONSTRUCTORS)
+    """Whether *checked* calls a join, ``matmul`` or a constructor."""
+    special = set(WHOLE) | set(CONSTRUCTORS)
     calls = (n for n in ast.walk(checked.tree) if isinstance(n, ast.Call))
     return any(getattr(n.func, "id", None) in special for n in calls)
 
