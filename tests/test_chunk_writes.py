@@ -64,7 +64,9 @@ def lay_out(api_url: str, user: User, tmp_path, name: str) -> str:
 
 def write(api_url: str, user: User | None, path: str, nchunk: int, chunk: bytes) -> httpx.Response:
     headers = user.headers if user else {}
-    return httpx.post(f"{api_url}/api/chunk/{path}", params={"nchunk": nchunk}, content=chunk, headers=headers)
+    return httpx.post(
+        f"{api_url}/api/chunk/{path}", params={"nchunk": nchunk}, content=chunk, headers=headers
+    )
 
 
 def info(api_url: str, user: User, path: str) -> httpx.Response:
@@ -189,8 +191,11 @@ def test_writes_that_are_not_into_a_laid_out_array_of_the_caller_are_refused(sta
     assert resp.status_code == 404 and "has 5 chunk(s)" in resp.json()["detail"]
     assert write(api_url, user, path, -1, chunk_of(1)).status_code == 400
     # Not an array: a plain file, and a suffix that is not .b2nd
-    httpx.post(f"{api_url}/api/upload/@personal/fill-{RUN}/notes.txt", files={"file": ("n", b"x")},
-               headers=user.headers).raise_for_status()
+    httpx.post(
+        f"{api_url}/api/upload/@personal/fill-{RUN}/notes.txt",
+        files={"file": ("n", b"x")},
+        headers=user.headers,
+    ).raise_for_status()
     assert write(api_url, user, f"@personal/fill-{RUN}/notes.txt", 0, b"x").status_code == 400
     # A published root is nobody's to write; a path climbing out of its root is refused
     assert write(api_url, user, "example/ds-1d.b2nd", 0, chunk_of(1)).status_code == 403
@@ -230,7 +235,9 @@ def test_several_writers_fill_one_array_through_blosc2(api_url, user, tmp_path):
         answers = list(pool.map(fill, range(NCHUNKS)))
     assert max(a["written"] for a in answers) == NCHUNKS  # claims are committed together
     assert "publishing" in [a["state"] for a in answers]  # the commit that completed it said so
-    np.testing.assert_array_equal(values(api_url, user, path), np.repeat(np.arange(NCHUNKS, dtype=DTYPE), 1000))
+    np.testing.assert_array_equal(
+        values(api_url, user, path), np.repeat(np.arange(NCHUNKS, dtype=DTYPE), 1000)
+    )
     remote = blosc2.C2Array(path, urlbase=api_url, auth_token=user.cookie)
     with pytest.raises(blosc2.ChunkAlreadyWritten):
         remote.update_chunk(0, chunk_of(0))
@@ -266,6 +273,99 @@ def test_every_write_moves_the_etag_and_a_refusal_does_not(api_url, user, tmp_pa
     assert info(api_url, user, path).headers["etag"] == third
 
 
+# --------------------------------------------------------------------------- the frame as it fills
+
+
+def _frame_bytes(api_url: str, user: User, path: str) -> tuple[bytes, httpx.Headers]:
+    """The whole frame as /api/fetch serves it (the bytes its ranges are cut from); /api/download agrees."""
+    resp = httpx.get(f"{api_url}/api/fetch/{path}", headers=user.headers)
+    resp.raise_for_status()
+    download = httpx.get(f"{api_url}/api/download/{path}", headers=user.headers)
+    assert download.content == resp.content
+    return resp.content, resp.headers
+
+
+def _local_fill(tmp_path, writes: list[tuple[int, bytes]]) -> bytes:
+    """The file blosc2 itself leaves after writing *writes* into a laid-out array, in order."""
+    local = tmp_path / "local-fill.b2nd"
+    blosc2.uninit(SHAPE, dtype=DTYPE, chunks=CHUNKS, blocks=BLOCKS, urlpath=str(local), mode="w")
+    for n, chunk in writes:
+        array = blosc2.open(str(local), mode="a")
+        array.schunk.update_chunk(n, chunk)
+        del array
+    return local.read_bytes()
+
+
+def _offsets(frame: bytes) -> np.ndarray:
+    header_len = int.from_bytes(frame[11:15], "big")
+    index = header_len + int.from_bytes(frame[39:47], "big", signed=True)
+    cbytes = int.from_bytes(frame[index + 12 : index + 16], "little")
+    return np.frombuffer(blosc2.decompress2(frame[index : index + cbytes]), np.int64)
+
+
+def test_the_frame_moves_as_blosc2_moves_a_file_it_fills(api_url, user, tmp_path):
+    path = lay_out(api_url, user, tmp_path, "framed")
+    writes = [(3, chunk_of(3)), (0, chunk_of(7)), (4, chunk_of(0))]  # the last one: zeros, no bytes
+    for n, chunk in writes:
+        write(api_url, user, path, n, chunk).raise_for_status()
+    ours, headers = _frame_bytes(api_url, user, path)
+    theirs = _local_fill(tmp_path, writes)
+    assert headers["accept-ranges"] == "bytes"
+    # Byte for byte, but for the offsets chunk's own compression: the same header, the same
+    # chunks at the same places, the same offsets and the same trailer
+    header_len = int.from_bytes(theirs[11:15], "big")
+    assert len(ours) - len(_tail(ours)) == len(theirs) - len(_tail(theirs))
+    assert ours[:header_len][:16] == theirs[:header_len][:16] and ours[24:header_len] == theirs[24:header_len]
+    assert (
+        ours[header_len : len(ours) - len(_tail(ours))]
+        == theirs[header_len : len(theirs) - len(_tail(theirs))]
+    )
+    np.testing.assert_array_equal(_offsets(ours), _offsets(theirs))
+    assert ours.endswith(theirs[-35:])  # the trailer (vlmeta and its length): unchanged by writes
+    # blosc2 reads it as an array: the written slots hold what was written
+    array = blosc2.ndarray_from_cframe(ours)
+    np.testing.assert_array_equal(array[3000:4000], np.full(1000, 3, DTYPE))
+    np.testing.assert_array_equal(array[0:1000], np.full(1000, 7, DTYPE))
+    np.testing.assert_array_equal(array[4000:5000], np.zeros(1000, DTYPE))
+
+
+def _tail(frame: bytes) -> bytes:
+    """The offsets chunk and the trailer: what follows the chunks."""
+    header_len = int.from_bytes(frame[11:15], "big")
+    return frame[header_len + int.from_bytes(frame[39:47], "big", signed=True) :]
+
+
+def test_written_chunks_are_legible_over_ranges_as_the_fill_goes(api_url, user, tmp_path):
+    path = lay_out(api_url, user, tmp_path, "legible")
+    remote = blosc2.C2Array(path, urlbase=api_url, auth_token=user.cookie)
+    assert not remote.written_chunks().any()
+    remote.update_chunk(1, chunk_of(1))
+    assert list(remote.written_chunks()) == [False, True, False, False, False]
+    write(api_url, user, path, 3, chunk_of(0)).raise_for_status()  # zeros: written, though no bytes
+    assert list(remote.written_chunks()) == [False, True, False, True, False]
+    # A range carries the ETag api/info gives, and a write moves both
+    etag = info(api_url, user, path).headers["etag"]
+    ranged = httpx.get(f"{api_url}/api/fetch/{path}", headers={**user.headers, "Range": "bytes=0-31"})
+    assert ranged.status_code == 206 and ranged.headers["etag"] == etag and not etag.startswith("W/")
+    write(api_url, user, path, 0, chunk_of(5)).raise_for_status()
+    assert info(api_url, user, path).headers["etag"] != etag
+    stale = httpx.get(
+        f"{api_url}/api/fetch/{path}", headers={**user.headers, "Range": "bytes=0-31", "If-Range": etag}
+    )
+    assert stale.status_code == 200  # the frame moved: the whole of it, not a range of another
+
+
+def test_a_published_array_downloads_as_the_published_frame(stack, api_url, user, tmp_path):
+    path = lay_out(api_url, user, tmp_path, "downloads")
+    for n in range(NCHUNKS):
+        write(api_url, user, path, n, chunk_of(n)).raise_for_status()
+    url = wait_state(api_url, user, path, "published")["published_url"]
+    ours, headers = _frame_bytes(api_url, user, path)
+    assert ours == published_object(stack, url) and headers["accept-ranges"] == "bytes"
+    remote = blosc2.C2Array(path, urlbase=api_url, auth_token=user.cookie)
+    assert remote.written_chunks().all() and remote.vlmeta["fill_state"] == "published"
+
+
 # --------------------------------------------------------------------------- publishing
 
 
@@ -288,6 +388,18 @@ def test_the_last_chunk_publishes_the_array_as_one_frame(stack, api_url, user, t
     assert info(api_url, user, path).headers["etag"] == etag
 
 
+def test_a_publish_racing_the_last_chunks_answers_once_its_reader_sees_it(api_url, user, tmp_path):
+    # The last write sets off a publish after its answer; a client publishing at once races it,
+    # and whichever records it, the client's next api/info must say published
+    for attempt in range(3):
+        path = lay_out(api_url, user, tmp_path, f"race-{attempt}")
+        for n in range(NCHUNKS):
+            write(api_url, user, path, n, chunk_of(n)).raise_for_status()
+        resp = httpx.post(f"{api_url}/api/publish/{path}", headers=user.headers, timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert info(api_url, user, path).json()["schunk"]["vlmeta"]["fill_state"] == "published"
+
+
 def test_an_unfinished_array_is_not_published(api_url, user, tmp_path):
     path = lay_out(api_url, user, tmp_path, "unfinished")
     write(api_url, user, path, 0, chunk_of(0)).raise_for_status()
@@ -295,7 +407,10 @@ def test_an_unfinished_array_is_not_published(api_url, user, tmp_path):
     assert resp.status_code == 400
     assert "4 of its 5 chunks still unwritten" in resp.json()["detail"]
     assert httpx.post(f"{api_url}/api/publish/{path}").status_code == 401
-    assert httpx.post(f"{api_url}/api/publish/@personal/fill-{RUN}/nope.b2nd", headers=user.headers).status_code == 404
+    assert (
+        httpx.post(f"{api_url}/api/publish/@personal/fill-{RUN}/nope.b2nd", headers=user.headers).status_code
+        == 404
+    )
 
 
 def test_overlapping_publishes_agree(stack, api_url, user, tmp_path):
@@ -345,11 +460,14 @@ def test_a_laid_out_array_stores_no_chunks(stack, api_url, user, tmp_path):
     store = stack.regions[0].services.publisher.store
     before = sum(1 for _ in store.list("c/"))
     local = tmp_path / "big.b2nd"
-    blosc2.uninit((CHUNKS[0] * 5000,), dtype=DTYPE, chunks=CHUNKS, blocks=BLOCKS, urlpath=str(local), mode="w")
+    blosc2.uninit(
+        (CHUNKS[0] * 5000,), dtype=DTYPE, chunks=CHUNKS, blocks=BLOCKS, urlpath=str(local), mode="w"
+    )
     assert local.stat().st_size < 4096
     path = f"@personal/fill-{RUN}/big.b2nd"
-    httpx.post(f"{api_url}/api/upload/{path}", files={"file": ("big.b2nd", local.read_bytes())},
-               headers=user.headers).raise_for_status()
+    httpx.post(
+        f"{api_url}/api/upload/{path}", files={"file": ("big.b2nd", local.read_bytes())}, headers=user.headers
+    ).raise_for_status()
     assert sum(1 for _ in store.list("c/")) == before
     meta = info(api_url, user, path).json()
     assert meta["schunk"]["nchunks"] == 5000 and meta["schunk"]["cbytes"] <= 32 * 5000 + 1024
@@ -367,7 +485,9 @@ def test_chunks_are_charged_to_the_quota_and_a_publish_is_bounded(stack, tmp_pat
 
     base = stack.regions[0].services
     settings = base.settings.model_copy(update={"user_quota_bytes": 10_000, "max_upload_bytes": 6_000})
-    services = Services(settings, base.region, base.publisher, base.events, auth=base.auth, staging=base.staging)
+    services = Services(
+        settings, base.region, base.publisher, base.events, auth=base.auth, staging=base.staging
+    )
     rng = np.random.default_rng(7)
 
     def noise() -> bytes:  # ~4 kB that does not compress

@@ -26,7 +26,9 @@ LAYOUT = {"a": (A, (100,), (10,)), "m": (M, (4, 5), (2, 5)), "t": (np.ascontiguo
 def env(stack):
     publisher = stack.regions[0].services.publisher
     for name, (values, chunks, blocks) in LAYOUT.items():
-        publisher.publish("lp", f"{name}.b2nd", load_object(blosc2.asarray(values, chunks=chunks, blocks=blocks)))
+        publisher.publish(
+            "lp", f"{name}.b2nd", load_object(blosc2.asarray(values, chunks=chunks, blocks=blocks))
+        )
     user, password = stack.resources["demo_user"], stack.resources["demo_password"]
     cat = cat2.Client(stack.api_url, (user, password))
     deadline = time.monotonic() + 5
@@ -45,9 +47,17 @@ def _upload(env, path, expression, operands=None, compute=False) -> httpx.Respon
 # (name, expression as blosc2 sends it, the same computed locally by blosc2)
 CONSTRUCTED = [
     ("linspace", "(linspace(0, 10, num=50))", lambda: blosc2.linspace(0, 10, num=50)[:]),
-    ("linspace_open", "linspace(-3.5, 2, 7, endpoint=False)", lambda: blosc2.linspace(-3.5, 2, 7, endpoint=False)[:]),
+    (
+        "linspace_open",
+        "linspace(-3.5, 2, 7, endpoint=False)",
+        lambda: blosc2.linspace(-3.5, 2, 7, endpoint=False)[:],
+    ),
     ("linspace_2d", "linspace(0, 1, 60, shape=(6, 10))", lambda: blosc2.linspace(0, 1, 60, shape=(6, 10))[:]),
-    ("linspace_f4", "linspace(0, 10, 60, dtype='float32')", lambda: blosc2.linspace(0, 10, 60, dtype="float32")[:]),
+    (
+        "linspace_f4",
+        "linspace(0, 10, 60, dtype='float32')",
+        lambda: blosc2.linspace(0, 10, 60, dtype="float32")[:],
+    ),
     ("arange", "arange(2, 20, 3)", lambda: blosc2.arange(2, 20, 3)[:]),
     ("arange_float", "arange(0.5, 10.2, 0.3)", lambda: blosc2.arange(0.5, 10.2, 0.3)[:]),
     ("arange_down", "arange(10, 0, -1)", lambda: blosc2.arange(10, 0, -1)[:]),
@@ -98,7 +108,9 @@ def test_concat_and_stack_are_stored_computed(env):
     info = cat.get_info(r.json())
     assert "expression" not in info and info["shape"] == [3000]
     assert np.array_equal(cat.fetch(r.json()), np.concatenate([A, A * 2, A]))
-    r = _upload(env, "@personal/stacked.b2nd", "stack([p, q, p], axis=1)", {"p": "lp/m.b2nd", "q": "lp/m.b2nd"})
+    r = _upload(
+        env, "@personal/stacked.b2nd", "stack([p, q, p], axis=1)", {"p": "lp/m.b2nd", "q": "lp/m.b2nd"}
+    )
     assert r.status_code == 200, r.text
     assert "expression" not in cat.get_info(r.json())
     assert np.array_equal(cat.fetch(r.json()), np.stack([M, M, M], axis=1))
@@ -182,7 +194,9 @@ def test_constructors_are_bounded_by_the_work_budget(env):
     small = httpx.get(
         f"{env['url']}/api/fetch/{r.json()}", params={"slice_": "5:10"}, headers={"Cookie": env["cookie"]}
     )
-    assert small.status_code == 200 and np.array_equal(blosc2.ndarray_from_cframe(small.content)[:], np.zeros(5))
+    assert small.status_code == 200 and np.array_equal(
+        blosc2.ndarray_from_cframe(small.content)[:], np.zeros(5)
+    )
     assert _upload(env, "@personal/huge2.b2nd", "zeros(1000000000000)", compute=True).status_code == 413
     assert _upload(env, "@personal/huge3.b2nd", "zeros(10**12)").status_code == 400  # literals only
 

@@ -53,7 +53,7 @@ from pathlib import Path
 
 from catclient import wire
 from catclient.wire import human_bytes
-from functions.engine import layout, validation
+from functions.engine import fillframe, frames, layout, validation
 from functions.engine.content import Loaded, decompressed_hash
 from functions.engine.errors import (
     BadRequest,
@@ -376,12 +376,15 @@ class ChunkWrites:
             )
         key = self.published_key(loc)
         url = self.published_base + key
-        self.publisher.store.put(key, self._frame(manifest, url))
-        self._mark_published(loc, url)
+        data, split = self._frame(manifest, url)
+        self.publisher.store.put(key, data)
+        self._mark_published(loc, url, split, manifest.refs)
         return url
 
-    def _frame(self, manifest: Manifest, url: str) -> bytes:
-        """The array as one contiguous frame, its vlmeta saying it is published (assembled on disk)."""
+    def _frame(self, manifest: Manifest, url: str) -> tuple[bytes, frames.Split | None]:
+        """The array as one contiguous frame, its vlmeta saying it is published (assembled on disk),
+        and its pieces: kept by the array, its downloads and ranges are the published bytes.
+        """
         chunks = self.region.chunks(manifest, range(len(manifest.refs)), CacheStats(), keep=False)
         geo = manifest.geometry
         vlmeta = {**geo.vlmeta, FILL_STATE: PUBLISHED, PUBLISHED_URL: url}
@@ -390,20 +393,33 @@ class ChunkWrites:
             path = Path(tmp) / "frame.b2nd"
             array = wire.assemble_ndarray(geo, chunks, urlpath=str(path))
             del array  # closed before it is read back
-            return path.read_bytes()
+            data = path.read_bytes()
+        return data, frames.split_frame(data, chunks, manifest.refs)
 
-    def _mark_published(self, loc: Location, url: str) -> None:
-        """Commit ``fill_state: published`` and ``published_url`` (a no-op when already there)."""
+    def _mark_published(self, loc: Location, url: str, split: frames.Split | None, refs: tuple) -> None:
+        """Commit ``fill_state: published`` and ``published_url`` (a no-op when already there),
+        with the published frame's pieces (*split*, made of chunks *refs*) as the array's kept frame.
+        """
         for attempt in range(MAX_WRITE_ATTEMPTS):
             _backoff(attempt)
             manifest, version = self._current(loc)
             vlmeta = {**manifest.content.vlmeta, FILL_STATE: PUBLISHED, PUBLISHED_URL: url}
             if vlmeta == manifest.content.vlmeta:
+                # Recorded by a publish racing this one, which may not have told this
+                # region yet: the caller's next read must see it all the same
+                head, _ = self.publisher.read_head(loc.root, loc.rel)
+                if head is not None and head.version == version:
+                    self.region.learn(layout.head_key(loc.root, loc.rel), head.to_json())
                 return
-            content = _content(manifest.content, vlmeta=vlmeta)
+            kept = split if split is not None and manifest.refs == refs else None  # else: another array now
+            content = _content(manifest.content, vlmeta=vlmeta, frame=kept.layout if kept else None)
+            blobs = kept.blobs if kept else {}
             try:
                 result = self.publisher.publish(
-                    loc.root, loc.rel, Loaded(content, [None] * len(content.refs)), expect_version=version
+                    loc.root,
+                    loc.rel,
+                    Loaded(content, [None] * len(content.refs), blobs),
+                    expect_version=version,
                 )
             except Conflict:
                 continue
@@ -453,7 +469,8 @@ def _with_chunks(content: Content, updates: dict[int, ChunkRef]) -> tuple[Conten
         # Exactly one commit makes this move: it is conditional on the version it
         # read, so of two that both see the array complete one loses and looks again
         vlmeta[FILL_STATE] = PUBLISHING
-    return _content(content, vlmeta=vlmeta, cbytes=cbytes, refs=tuple(refs)), publish
+    frame = fillframe.with_written(content.frame, len(refs), updates)
+    return _content(content, vlmeta=vlmeta, cbytes=cbytes, refs=tuple(refs), frame=frame), publish
 
 
 def _progress(content: Content, nchunk: int, *, publish: bool) -> Progress:
@@ -465,8 +482,9 @@ def _content(old: Content, **changed) -> Content:
     """*old* with *changed* fields, built field by field rather than copied.
 
     Deliberately not ``dataclasses.replace``: anything else a manifest comes to
-    carry about the frame it was loaded from (its bytes outside the chunks, say)
-    describes the uploaded frame, and a written slot makes that stale.
+    carry about the frame it was loaded from describes the uploaded frame, and a
+    written slot makes that stale.  The kept frame goes unless *changed* gives the
+    one the write made (:func:`functions.engine.fillframe.with_written`).
     """
     fields = {"kind": old.kind, "geometry": old.geometry, "vlmeta": old.vlmeta}
     fields.update(cbytes=old.cbytes, refs=old.refs)

@@ -291,21 +291,23 @@ def _check_call(node: ast.Call, source: str, allow_reductions: bool) -> bool:
     if name in ELEMENTWISE:
         _check_elementwise(node, name)
         return False
-    if name in LINALG:
+    if name in WHOLE or name in CONSTRUCTORS:
         if not allow_reductions:
             raise ExpressionError(f"{name}() is not allowed here")
-        if node.keywords or len(node.args) != 2:
-            raise ExpressionError(f"{name}() takes two arrays and no keywords: {name}(a, b)")
-        return False
-    if name in JOINS or name in CONSTRUCTORS:
-        if not allow_reductions:
-            raise ExpressionError(f"{name}() is not allowed here")
-        if name in CONSTRUCTORS:
-            constructors.build(node)  # every argument a literal, and an array they can make
-        else:
-            _check_join(node, name)
+        _check_whole(node, name)
         return False
     raise ExpressionError(f"function {name!r} is not allowed")
+
+
+def _check_whole(node: ast.Call, name: str) -> None:
+    """A constructor, a join or ``matmul``: calls over whole arrays (or none)."""
+    if name in CONSTRUCTORS:
+        constructors.build(node)  # every argument a literal, and an array they can make
+    elif name in LINALG:
+        if node.keywords or len(node.args) != 2:
+            raise ExpressionError(f"{name}() takes two arrays and no keywords: {name}(a, b)")
+    else:
+        _check_join(node, name)
 
 
 def _check_elementwise(node: ast.Call, name: str) -> None:

@@ -345,13 +345,17 @@ class ReadService:
         weak one naming the version (a chunk write that leaves the size alone still moves it).
         """
         out = self.info(loc, who)
-        if out.get("accept_ranges") != "bytes":
-            # A version is committed once per path (a delete leaves a tombstone version)
-            if "version" not in out or "mtime" not in out:
-                return out, {}
-            return out, {"ETag": f'W/"v{out["version"]}-{out["mtime"]}"'}
-        with self._as_user(loc, who):
-            return out, {"ETag": ranges.etag_of(self.manifest(loc))}
+        if out.get("accept_ranges") == "bytes":
+            with self._as_user(loc, who):
+                m = self.manifest(loc)
+            # A write may land between the two reads: the strong tag only of the version described
+            etag = ranges.etag_of(m) if m.version == out.get("version") else None
+            if etag is not None:
+                return out, {"ETag": etag}
+        # A version is committed once per path (a delete leaves a tombstone version)
+        if "version" not in out or "mtime" not in out:
+            return out, {}
+        return out, {"ETag": f'W/"v{out["version"]}-{out["mtime"]}"'}
 
     def _objects(self, stats: CacheStats, *, keep: bool):
         """Stored objects by digest, for a kept frame's pieces (``keep=False``: a whole frame, read once)."""

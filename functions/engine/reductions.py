@@ -118,7 +118,6 @@ def place(name: str, axis: int | None, shape: tuple[int, ...], parts: list[tuple
     return out if out is not None else np.empty(out_shape)
 
 
-
 def reduce_locally(
     name: str, axis: int | None, argument: ast.AST, sources: Mapping[str, ArraySource]
 ) -> np.ndarray:
@@ -187,20 +186,10 @@ def estimate_work(
             walk(argument, False)
         elif isinstance(node, ast.Subscript):
             elements += math.prod(infer_tree(node, sources)[0])
-        elif isinstance(node, ast.Call) and node.func.id in expr.JOINS:
-            # Joined whole before anything else: every element of it, held at once
-            shape, dtype = infer_tree(node, sources)
-            elements += math.prod(shape) * max(1, operands_in(node))
-            nbytes += math.prod(shape) * dtype.itemsize
-            for element in node.args[0].elts:
-                walk(element, False)
-        elif isinstance(node, ast.Call) and node.func.id in expr.LINALG:
-            # Both arguments whole, then a multiply-add per result element and inner index
-            shape, dtype = infer_tree(node, sources)
-            inner = infer_tree(node.args[0], sources)[0][-1]
-            elements += math.prod(shape) * inner + sum(math.prod(infer_tree(a, sources)[0]) for a in node.args)
-            nbytes += math.prod(shape) * dtype.itemsize
-            for argument in node.args:
+        elif isinstance(node, ast.Call) and node.func.id in expr.WHOLE:
+            cost = _whole_cost(node, sources, operands_in(node))
+            elements, nbytes = elements + cost.elements, nbytes + cost.nbytes
+            for argument in node.args[0].elts if node.func.id in expr.JOINS else node.args:
                 walk(argument, False)
         elif isinstance(node, ast.Call) and node.func.id in expr.CONSTRUCTORS:
             if outer:  # computed for the selected part only (inside a reduction: counted there)
@@ -216,6 +205,18 @@ def estimate_work(
 
     walk(tree, True)
     return Work(elements, nbytes)
+
+
+def _whole_cost(node: ast.Call, sources: Mapping[str, ArraySource], operands: int) -> Work:
+    """What a join or ``matmul`` costs by itself: evaluated whole, its result held at once."""
+    shape, dtype = infer_tree(node, sources)
+    size = math.prod(shape)
+    if node.func.id in expr.JOINS:  # every element of the joined arrays, once per operand read
+        return Work(size * max(1, operands), size * dtype.itemsize)
+    # Both arguments whole, then a multiply-add per result element and inner index
+    inner = infer_tree(node.args[0], sources)[0][-1]
+    arguments = sum(math.prod(infer_tree(a, sources)[0]) for a in node.args)
+    return Work(size * inner + arguments, size * dtype.itemsize)
 
 
 def check_work(work: Work, *, max_elements: int, max_nbytes: int) -> None:
