@@ -39,12 +39,16 @@ from functions.engine.containers import (
     split_container_path,
 )
 from functions.engine.errors import BadRequest, NotFound, TooLarge
-from functions.engine.model import Kind, Manifest
+from functions.engine.frames import FrameLayout
+from functions.engine.model import ChunkRef, Kind, Manifest
 from functions.engine.region import CacheStats, Region
+from functions.engine.selections import apply_filter
 from functions.engine.spaces import Location
 
 #: Local copies of .b2z containers kept (one per version); each is at most a stored file.
 KEEP_COPIES = 4
+#: Bytes of a leaf's window read per piece (a range answer holds a few pieces at a time).
+WINDOW_PIECE = 1 << 20
 #: What a chunk request on an HDF5 member (or on the container) says instead.
 _CHUNK_HINT = (
     "HDF5 data is compressed by HDF5, not stored as Blosc2 chunks: "
@@ -106,8 +110,11 @@ class ContainerReads:
         if m.container.rel.lower().endswith(H5_SUFFIXES):
             from functions.engine.hdf5.storedfile import StoredFile
 
-            stored = StoredFile(int(geo.nbytes), int(geo.chunksize),
-                                lambda idx: self.region.chunks(m.manifest, idx, CacheStats()))
+            stored = StoredFile(
+                int(geo.nbytes),
+                int(geo.chunksize),
+                lambda idx: self.region.chunks(m.manifest, idx, CacheStats()),
+            )
             try:
                 return H5Container(stored)
             except OSError as exc:
@@ -145,27 +152,73 @@ class ContainerReads:
             return c.list(m.inner)
 
     def info(self, m: Member) -> dict:
-        """The member's metadata (a group's ``kind/nfiles/size``, a leaf's array metadata)."""
+        """The member's metadata (a group's ``kind/nfiles/size``, a leaf's array metadata, and
+        ``accept_ranges``: ``"bytes"`` for a leaf served from its window in the container).
+        """
         with self._open(m) as c:
-            return c.info(m.inner, mtime=m.manifest.mtime)
+            out = c.info(m.inner, mtime=m.manifest.mtime)
+            if out.get("kind") != "group":
+                window = c.member_range(m.inner) if isinstance(c, B2ZContainer) else None
+                out["accept_ranges"] = "bytes" if window is not None else "none"
+            return out
 
     def fetch(self, m: Member, slice_: str | None, *, field=None, filter=None, indices=None):
-        """A cframe of the member's selection (``slice_`` only: the rest answers 400)."""
-        if field or filter or indices:
-            raise BadRequest(f"field, filter and indices are not supported on container members ({m.inner})")
+        """A cframe of the member's selection: ``slice_``, then ``filter`` and ``field`` over a
+        structured leaf's fields (coordinates answer 400: ask with a slice).
+        """
+        what = f"{m.container.path}{m.inner}"
+        if indices:
+            raise BadRequest(f"indices are not served on container members ({what}): ask with a slice_")
         with self._open(m) as c:
             if not c.is_leaf(m.inner):
-                what = f"{m.container.path}{m.inner}"
                 raise BadRequest(f"{what} is a group: list it, or fetch one of its arrays")
             arr = c.leaf(m.inner)
+            if filter and isinstance(c, H5Container):
+                raise BadRequest(
+                    f"filter is not supported on HDF5 members ({what}), as Caterva2 answers: unfold the "
+                    "file (/api/unfold) to filter its datasets, or fetch the rows and filter them locally"
+                )
+            if field or filter:
+                _check_fields(np.dtype(arr.dtype), field, what)
             try:
                 key = wire.parse_slice(slice_, len(arr.shape))
             except wire.SliceError as exc:
                 raise BadRequest(str(exc)) from None
             self._check_budget(key, arr.shape, np.dtype(arr.dtype).itemsize)
             values = np.asarray(arr[key] if key else arr[()])
+        if filter:
+            values = apply_filter(values, filter)
+        if field:
+            values = values[field]
         body = blosc2.asarray(np.ascontiguousarray(values)).to_cframe()
         return self._sized(body, f"the selection of {m.inner}", "ask for a smaller slice")
+
+    def window(self, m: Member) -> tuple[FrameLayout, Callable] | None:
+        """A ``.b2z`` leaf's frame as it lies in the container (a stored zip member): its layout
+        over the container's bytes, :data:`WINDOW_PIECE` bytes a piece, and the reader of those
+        pieces; None where the leaf is not stored whole and uncompressed (it is then rebuilt).
+        """
+        if not m.container.rel.lower().endswith(B2Z_SUFFIXES):
+            return None
+        with self._open(m) as c:
+            if not c.is_leaf(m.inner):
+                return None
+            where = c.member_range(m.inner)
+        if where is None:
+            return None
+        offset, length = where
+        pieces = tuple(
+            ChunkRef(size=min(WINDOW_PIECE, length - at), digest=str(offset + at))
+            for at in range(0, length, WINDOW_PIECE)
+        )
+        sizes = {p.digest: p.size for p in pieces}
+
+        def fetch(digests: list[str]) -> dict[str, bytes]:
+            path = self._local_copy(m)  # again: an evicted copy is made anew
+            with open(path, "rb") as f:
+                return {d: os.pread(f.fileno(), sizes[d], int(d)) for d in digests}
+
+        return FrameLayout(pieces), fetch
 
     def chunk(self, m: Member, nchunk: int):
         """A stored Blosc2 chunk of a ``.b2z`` leaf; HDF5 members hold none (400)."""
@@ -212,11 +265,19 @@ class ContainerReads:
         for name in columns:
             with contextlib.suppress(Exception):  # a computed or object column has no plain dtype
                 dtypes[name] = dtype_to_str(np.dtype(table[name].dtype))
-        return {"kind": "ctable", "nrows": len(table), "ncols": len(columns), "columns": columns,
-                "dtypes": dtypes, "cbytes": int(table.cbytes), "nbytes": int(table.nbytes),
-                "cratio": table.nbytes / table.cbytes if table.cbytes else 0.0,
-                "chunks": list(table.chunks) if table.chunks else [], "size": int(manifest.geometry.nbytes),
-                "mtime": manifest.mtime}
+        return {
+            "kind": "ctable",
+            "nrows": len(table),
+            "ncols": len(columns),
+            "columns": columns,
+            "dtypes": dtypes,
+            "cbytes": int(table.cbytes),
+            "nbytes": int(table.nbytes),
+            "cratio": table.nbytes / table.cbytes if table.cbytes else 0.0,
+            "chunks": list(table.chunks) if table.chunks else [],
+            "size": int(manifest.geometry.nbytes),
+            "mtime": manifest.mtime,
+        }
 
     def table_fetch(self, table, slice_: str | None, path: str):
         """A CTable cframe of the rows *slice_* names (one index, negative ones too, or a slice)."""
@@ -240,7 +301,7 @@ class ContainerReads:
         if not isinstance(rows, slice) or rows.step not in (None, 1):
             raise BadRequest(f"a table is fetched by rows: one index or a start:stop slice ({path})")
         start, stop, _ = rows.indices(n)
-        body = table[start:max(start, stop)].to_cframe()
+        body = table[start : max(start, stop)].to_cframe()
         return self._sized(body, f"rows {start}:{stop} of {path}", "ask for fewer rows")
 
     def _check_budget(self, key: tuple, shape, itemsize: int) -> None:
@@ -249,14 +310,25 @@ class ContainerReads:
         nbytes = wire.selected_nbytes(key, shape, itemsize) if key else math.prod(shape) * itemsize
         if nbytes > self.max_read_nbytes:
             budget = wire.human_bytes(self.max_read_nbytes)
-            raise TooLarge(f"this selection spans {wire.human_bytes(nbytes)}, over the {budget} one read "
-                           "may take: ask for a smaller slice")
+            raise TooLarge(
+                f"this selection spans {wire.human_bytes(nbytes)}, over the {budget} one read "
+                "may take: ask for a smaller slice"
+            )
 
     def close(self) -> None:
         """Remove the local copies."""
         with self._lock:
             while self._copies:
                 _remove(self._copies.popitem()[1])
+
+
+def _check_fields(dtype: np.dtype, field: str | None, what: str) -> None:
+    if not dtype.fields:
+        raise BadRequest(
+            f"field and filter need a structured dtype; {what} is {dtype_to_str(dtype)} (no fields)"
+        )
+    if field and field not in dtype.fields:
+        raise BadRequest(f"no field {field!r} in {what}; fields: {', '.join(dtype.fields)}")
 
 
 def container_chunk_refused(loc: Location) -> str | None:

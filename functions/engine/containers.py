@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from catclient.wire import dtype_to_str
+from catclient.wire import cparams_to_dict, dtype_to_str
 from functions.engine.errors import NotFound
 
 #: File suffixes that are containers (a directory of that name is an ordinary directory).
@@ -99,10 +99,14 @@ class Container:
         return key == "/" or any(leaf.startswith(key.rstrip("/") + "/") for leaf in self.leaves())
 
     def list(self, key: str = "/") -> list[str]:
-        """Leaves below *key* relative to it (deep); a leaf lists as its own name; else []."""
-        if key != "/" and self.is_leaf(key):
-            return [posixpath.basename(key)]
-        return _relative(self.leaves(), key) if key == "/" or self.is_group(key) else []
+        """Leaves below *key* relative to it (deep); a leaf lists as its own name; else [].
+
+        A flat store's key may also be another key's prefix (``/grp`` and ``/grp/a``): it
+        lists what is below it, never itself (``.../grp/grp`` names nothing).
+        """
+        if key == "/" or self.is_group(key):
+            return _relative(self.leaves(), key)
+        return [posixpath.basename(key)] if self.is_leaf(key) else []
 
     def info(self, key: str = "/", mtime: str | None = None) -> dict:
         """Caterva2's ``info`` of a member: a group's ``kind/nfiles/size``, a leaf's array metadata."""
@@ -111,8 +115,12 @@ class Container:
         if not self.is_group(key):
             raise NotFound(f"no member {key!r} in this container")
         below = [leaf for leaf in self.leaves() if key == "/" or leaf.startswith(key.rstrip("/") + "/")]
-        return {"kind": "group", "nfiles": len(below), "size": sum(self.leaf_size(k) for k in below),
-                "mtime": mtime}
+        return {
+            "kind": "group",
+            "nfiles": len(below),
+            "size": sum(self.leaf_size(k) for k in below),
+            "mtime": mtime,
+        }
 
     def read(self, key: str, index=()) -> np.ndarray:
         """The leaf's values at *index* (numpy basic indexing)."""
@@ -122,9 +130,14 @@ class Container:
 
     def _leaf_info(self, key: str, mtime: str | None) -> dict:
         arr = self.leaf(key)
-        return {"kind": "ndarray", "shape": list(arr.shape), "dtype": dtype_to_str(np.dtype(arr.dtype)),
-                "chunks": list(getattr(arr, "chunks", None) or arr.shape), "size": self.leaf_size(key),
-                "mtime": mtime}
+        return {
+            "kind": "ndarray",
+            "shape": list(arr.shape),
+            "dtype": dtype_to_str(np.dtype(arr.dtype)),
+            "chunks": list(getattr(arr, "chunks", None) or arr.shape),
+            "size": self.leaf_size(key),
+            "mtime": mtime,
+        }
 
 
 class H5Container(Container):
@@ -150,8 +163,9 @@ class H5Container(Container):
     def leaves(self) -> list[str]:  # noqa: D102 - Container's
         if self._leaves is None:
             found: list[str] = []
-            self.file.visititems(lambda name, obj: found.append("/" + name)
-                                 if isinstance(obj, self._h5py.Dataset) else None)
+            self.file.visititems(
+                lambda name, obj: found.append("/" + name) if isinstance(obj, self._h5py.Dataset) else None
+            )
             self._leaves = sorted(found)
         return self._leaves
 
@@ -205,8 +219,38 @@ class B2ZContainer(Container):
             return int(where["length"])
         return int(getattr(self.leaf(key), "cbytes", 0))
 
+    def _leaf_info(self, key: str, mtime: str | None) -> dict:
+        # What blosc2.C2Array opens a leaf with (schunk.cparams) and Proxy caches it by
+        arr = self.leaf(key)
+        out = super()._leaf_info(key, mtime)
+        schunk = getattr(arr, "schunk", None)
+        if schunk is None:
+            return out
+        out["blocks"] = list(arr.blocks)
+        out["schunk"] = {
+            "cbytes": int(schunk.cbytes),
+            "chunkshape": int(np.prod(arr.chunks)),
+            "chunksize": int(schunk.chunksize),
+            "contiguous": True,
+            "cparams": cparams_to_dict(schunk.cparams),
+            "nbytes": int(schunk.nbytes),
+            "cratio": round(schunk.nbytes / schunk.cbytes, 4) if schunk.cbytes else 0.0,
+            "nchunks": int(schunk.nchunks),
+            "vlmeta": {},
+            "mtime": None,
+        }
+        return out
+
     def member_range(self, key: str) -> tuple[int, int] | None:
         """``(offset, length)`` of a leaf stored contiguously in the zip (uncompressed member), else None."""
+        window = getattr(self.store, "member_window", None)
+        if window is not None:  # blosc2's own answer where it has one
+            try:
+                found = window(key)
+            except (KeyError, ValueError):
+                found = None
+            if found is not None:
+                return int(found[0]), int(found[1])
         where = self._sizes.get(key.lstrip("/") + ".b2nd")
         if isinstance(where, dict) and where.get("stored") and "offset" in where:
             return int(where["offset"]), int(where["length"])

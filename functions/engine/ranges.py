@@ -22,7 +22,16 @@ from functions.engine.errors import RangeNotSatisfiable
 from functions.engine.frames import FrameLayout
 from functions.engine.model import Manifest
 
-__all__ = ["MAX_RANGES", "Answer", "etag_of", "exact_answer", "parse_ranges", "refuse_ranges"]
+__all__ = [
+    "MAX_RANGES",
+    "Answer",
+    "etag_of",
+    "exact_answer",
+    "frame_answer",
+    "parse_ranges",
+    "refuse_ranges",
+    "validator_of",
+]
 
 #: Ranges one request may name; blosc2's C2Array sends up to 64 in one header
 MAX_RANGES = 256
@@ -139,6 +148,13 @@ def _multipart(frame: FrameLayout, spans, fetch: Fetch, boundary: str) -> tuple[
     return heads, length, pieces
 
 
+def validator_of(m: Manifest) -> str:
+    """A strong validator of *m*'s bytes whether or not it keeps a frame (a container's, for
+    the windows of its members): equal in every region for one version.
+    """
+    return f'"{m.content.content_hash[:32]}"'
+
+
 def exact_answer(
     m: Manifest,
     range_header: str | None,
@@ -163,20 +179,34 @@ def exact_answer(
     hint : str
         What to do instead of an answer too big to send.
     """
-    frame = m.content.frame
-    etag = etag_of(m)
+    return frame_answer(m.content.frame, etag_of(m), m.path, range_header, if_range, fetch, limits, hint)
+
+
+def frame_answer(
+    frame: FrameLayout,
+    etag: str,
+    path: str,
+    range_header: str | None,
+    if_range: str | None,
+    fetch: Fetch,
+    limits: AnswerLimits,
+    hint: str,
+) -> Answer:
+    """:func:`exact_answer` of any bytes laid out as *frame* (a kept frame, or a member's window
+    in its container), with validator *etag*; *path* names it in refusals.
+    """
     headers = {"Accept-Ranges": "bytes", "ETag": etag}
     if range_header and (if_range is None or if_range.strip() == etag):
         spans = parse_ranges(range_header, frame.size)
         if len(spans) == 1:
             (start, stop), length = spans[0], spans[0][1] - spans[0][0]
-            streamed = limits.admit(length, f"bytes {start}-{stop - 1} of {m.path}", hint)
+            streamed = limits.admit(length, f"bytes {start}-{stop - 1} of {path}", hint)
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{frame.size}"
             return Answer(_body(_slices(frame, spans, fetch), length, streamed), 206, OCTETS, headers)
         boundary = secrets.token_hex(16)
         _, length, pieces = _multipart(frame, spans, fetch, boundary)
-        streamed = limits.admit(length, f"{len(spans)} ranges of {m.path}", hint)
+        streamed = limits.admit(length, f"{len(spans)} ranges of {path}", hint)
         media = f"multipart/byteranges; boundary={boundary}"
         return Answer(_body(pieces(), length, streamed), 206, media, headers)
-    streamed = limits.admit(frame.size, m.path, hint)
+    streamed = limits.admit(frame.size, path, hint)
     return Answer(_body(_slices(frame, [(0, frame.size)], fetch), frame.size, streamed), 200, OCTETS, headers)

@@ -26,6 +26,7 @@ from catclient.wire import human_bytes
 from functions.engine import answers, describe, history, ranges, spaces
 from functions.engine.answers import AnswerLimits, Stream
 from functions.engine.containerreads import ContainerReads, Member, container_chunk_refused
+from functions.engine.containers import CONTAINER_SUFFIXES
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
 from functions.engine.fetchrules import FetchParams
 from functions.engine.hdf5 import groups
@@ -297,11 +298,14 @@ class ReadService:
         """
         with self._as_user(loc, who):
             if (member := self._missing_member(loc)) is not None:
-                return self.containers.fetch(member, params.slice_, field=params.field, filter=params.filter,
-                                             indices=params.indices)
+                return self.containers.fetch(
+                    member, params.slice_, field=params.field, filter=params.filter, indices=params.indices
+                )
             m = self.manifest(loc)
             if (table := self.containers.table(loc, m)) is not None:  # a CTable is a dataset of rows
                 return self.containers.table_fetch(table, params.slice_, loc.path)
+            if m.kind == Kind.FILE and loc.rel.lower().endswith(CONTAINER_SUFFIXES):
+                return self._container_whole(loc, m, params, stats)
             if m.kind == Kind.FILE and not files:
                 raise BadRequest(
                     f"{loc.path} is a file, not a dataset: download it with /api/download/{loc.path}"
@@ -313,6 +317,15 @@ class ReadService:
             if m.kind != Kind.NDARRAY and (params.field or params.filter or params.indices):
                 raise BadRequest(f"field, filter and indices apply to n-d arrays; {loc.rel} is a {m.kind}")
             return self._fetch_stored(m, params, stats)
+
+    def _container_whole(self, loc: Location, m: Manifest, params: FetchParams, stats: CacheStats):
+        """A container fetched: the file as uploaded, whole (its members are paths of their own)."""
+        if params.key_given:
+            raise BadRequest(
+                f"{loc.path} is a container, served whole as the file it is: there is nothing to slice "
+                f"(fetch one of its members, {loc.path}/<key>; list them with /api/list/{loc.path})"
+            )
+        return self._download_stored(m, posixpath.basename(loc.rel), False, stats).body
 
     def fetch_answer(
         self,
@@ -328,7 +341,14 @@ class ReadService:
         asked for), anything else made per request (``Accept-Ranges: none``, ranges refused).
         """
         with self._as_user(loc, who):
-            m = None if self._missing_member(loc) is not None else self.manifest(loc)  # members: below
+            member = self._missing_member(loc)
+            if member is not None and not params.key_given and (window := self.containers.window(member)):
+                frame, fetch = window  # a .b2z leaf: its frame as it lies in the container
+                etag = ranges.validator_of(member.manifest)
+                return ranges.frame_answer(
+                    frame, etag, loc.path, range_header, if_range, fetch, self.limits, _PLAN_HINT
+                )
+            m = None if member is not None else self.manifest(loc)
             if m is not None and not params.key_given and describe.accept_ranges(m) == "bytes":
                 # kept in the LRU unless streamed (a big frame read once would evict the rest):
                 # a small frame served again needs no storage, stalled origin or not
@@ -345,6 +365,12 @@ class ReadService:
         weak one naming the version (a chunk write that leaves the size alone still moves it).
         """
         out = self.info(loc, who)
+        with self._as_user(loc, who):
+            member = self._missing_member(loc)
+        if member is not None:  # a member's bytes are its container's: so is its validator
+            if out.get("accept_ranges") == "bytes":
+                return out, {"ETag": ranges.validator_of(member.manifest)}
+            return out, {"ETag": f'W/"v{member.manifest.version}-{member.manifest.mtime}"'}
         if out.get("accept_ranges") == "bytes":
             with self._as_user(loc, who):
                 m = self.manifest(loc)
