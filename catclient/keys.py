@@ -160,9 +160,9 @@ def indices_param(key: tuple) -> str:
 
 
 def kind_of(meta: Mapping) -> str:
-    """``group``, ``ndarray`` or ``schunk`` (SChunks and plain files) from ``/api/info``."""
-    if meta.get("kind") == "group":
-        return "group"
+    """``group``, ``ctable``, ``ndarray`` or ``schunk`` (SChunks and plain files) from ``/api/info``."""
+    if meta.get("kind") in ("group", "ctable"):
+        return meta["kind"]
     return "ndarray" if "shape" in meta else "schunk"
 
 

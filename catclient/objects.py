@@ -53,6 +53,10 @@ class Root:
         kind = kind_of(meta)
         if kind == "group":
             return Group(self, rel, meta)
+        if kind == "ctable":
+            from catclient.tables import Table  # it builds on File, defined below
+
+            return Table(self, rel, meta)
         if kind == "ndarray" or rel.endswith(BLOSC2_SUFFIXES):
             return Dataset(self, rel, meta)
         return File(self, rel, meta)

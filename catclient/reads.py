@@ -18,6 +18,7 @@ from catclient import wire
 from catclient.errors import BadRequest, NotFound, ServerError, TooLarge
 from catclient.keys import geometry_of, indices_param, kind_of, normalize_key, path_str, selection_nbytes
 from catclient.objects import Dataset, File, Group, Root
+from catclient.tables import table_records, table_rows
 
 log = logging.getLogger("catclient.client")
 
@@ -201,6 +202,8 @@ class Reads:
         kind = kind_of(meta)
         if kind == "group":
             raise BadRequest(f"{path} is a directory; list it, or read the datasets in it")
+        if kind == "ctable":
+            return self._read_table(path, key, meta, as_blosc2, field or filter)
         ndim = len(meta["shape"]) if kind == "ndarray" else 1
         key, fancy = normalize_key(key, ndim)
         geo = geometry_of(meta, path)
@@ -226,6 +229,13 @@ class Reads:
                 raise
         log.info("%s: the API refused the answer as too large; reading its chunks instead", path)
         return self._read_local(path, geo, key, fancy, as_blosc2=as_blosc2)
+
+    def _read_table(self, path: str, key, meta: Mapping, as_blosc2: bool, selected) -> object:
+        """Rows of a CTable: a ``blosc2.CTable``, or numpy records of the columns that have a dtype."""
+        if selected:
+            raise BadRequest(f"{path} is a table: read rows with a start:stop slice (client.get: a Table)")
+        table = blosc2.ctable_from_cframe(self._fetch_raw(path, {"slice_": table_rows(key)}))
+        return table if as_blosc2 else table_records(table, meta)
 
     def _read_planned(self, path: str, key, as_blosc2: bool):
         """A read of a dataset last read through a plan, straight through a plan: no ``/api/info``.
@@ -265,14 +275,17 @@ class Reads:
     def _plans_allowed(self) -> bool:
         return self.use_plans and self._plans_ok is not False
 
-    def _fetch_api(self, path: str, params: Mapping, kind: str, as_blosc2: bool):
+    def _fetch_raw(self, path: str, params: Mapping) -> bytes:
+        """The body ``/api/fetch`` answers (POSTed when the query would be too long)."""
         params = {k: v for k, v in params.items() if v is not None}
         url = self._url("fetch", path)
         if len(urllib.parse.urlencode(params)) > MAX_QUERY_CHARS:
-            resp = self._request("POST", url, "fetch", json=params)
-        else:
-            resp = self._request("GET", url, "fetch", params=params)
-        data = resp.content
+            return self._request("POST", url, "fetch", json=params).content
+        return self._request("GET", url, "fetch", params=params).content
+
+    def _fetch_api(self, path: str, params: Mapping, kind: str, as_blosc2: bool):
+        url = self._url("fetch", path)
+        data = self._fetch_raw(path, params)
         try:
             if kind == "ndarray":
                 obj = blosc2.ndarray_from_cframe(data, copy=True)

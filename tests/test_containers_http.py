@@ -238,6 +238,35 @@ def test_a_ctable_is_one_dataset_with_rows(stack, published, table):
     assert resp.status_code == 400 and "table" in resp.json()["detail"]
     assert httpx.get(f"{api}/fetch/{ROOT}/table.b2z", params={"slice_": "7"}).status_code == 400
     assert httpx.get(f"{api}/fetch/{ROOT}/table.b2z", params={"slice_": "0:4:2"}).status_code == 400
+    # one column of some rows, as an array; its name is checked
+    col = httpx.get(f"{api}/fetch/{ROOT}/table.b2z", params={"slice_": "1:4", "field": "x"})
+    assert col.status_code == 200 and blosc2.ndarray_from_cframe(col.content)[:].tolist() == [1, 2, 3]
+    bad = httpx.get(f"{api}/fetch/{ROOT}/table.b2z", params={"field": "z"})
+    assert bad.status_code == 400 and "columns: x, y" in bad.json()["detail"]
+    assert httpx.get(f"{api}/fetch/{ROOT}/table.b2z", params={"filter": "x > 1"}).status_code == 400
+    info = httpx.get(f"{api}/info/{ROOT}/table.b2z").json()
+    assert [c["name"] for c in info["schema_dict"]["columns"]] == ["x", "y"] and info["blocks"]
+
+
+def test_catclient_hands_out_a_table_object(stack, published, table):
+    import catclient
+    from catclient.tables import Table
+
+    with catclient.Client(stack.api_url) as client:
+        t = client.get(f"{ROOT}/table.b2z")
+        assert isinstance(t, Table) and len(t) == 5 and t.columns == ["x", "y"] and t.ncols == 2
+        assert t.dtypes["x"] == np.dtype("int32") and t.schema["columns"][1]["kind"] == "string"
+        assert t.rows() == table and t.head(2) == table[:2]
+        assert [tuple(r) for r in t[-2:]] == table[-2:] and [tuple(r) for r in t[-1]] == table[-1:]
+        assert t["x"].tolist() == [0, 1, 2, 3, 4]
+        assert t.column("y", slice(1, 3)).tolist() == ["v1", "v2"]
+        with pytest.raises(catclient.errors.BadRequest, match="columns: x, y"):
+            t.column("z")
+        records = client.fetch(f"{ROOT}/table.b2z", slice(1, 3))  # rows as numpy records
+        assert records.dtype.names == ("x", "y") and records.tolist() == table[1:3]
+        assert isinstance(client.get_slice(f"{ROOT}/table.b2z"), blosc2.CTable)
+        with pytest.raises(catclient.errors.BadRequest, match="is a table"):
+            client.get_slice(f"{ROOT}/table.b2z", filter="x > 1")
 
 
 @pytest.mark.parametrize("name", ["t.h5", "tree.b2z"])

@@ -275,18 +275,25 @@ class ContainerReads:
             "nbytes": int(table.nbytes),
             "cratio": table.nbytes / table.cbytes if table.cbytes else 0.0,
             "chunks": list(table.chunks) if table.chunks else [],
+            "blocks": list(table.blocks) if table.blocks else [],
+            "schema_dict": _schema_of(table),
+            "vlmeta": _vlmeta_of(table),
             "size": int(manifest.geometry.nbytes),
             "mtime": manifest.mtime,
         }
 
-    def table_fetch(self, table, slice_: str | None, path: str):
-        """A CTable cframe of the rows *slice_* names (one index, negative ones too, or a slice)."""
+    def table_fetch(self, table, slice_: str | None, path: str, field: str | None = None):
+        """A CTable cframe of the rows *slice_* names (one index, negative ones too, or a slice);
+        with *field*, those rows of that one column as an NDArray cframe.
+        """
         try:
-            return self._table_fetch(table, slice_, path)
+            return self._table_fetch(table, slice_, path, field)
         finally:
             _close(table)
 
-    def _table_fetch(self, table, slice_: str | None, path: str):
+    def _table_fetch(self, table, slice_: str | None, path: str, field: str | None):
+        if field is not None and field not in table.col_names:
+            raise BadRequest(f"no column {field!r} in {path}; columns: {', '.join(table.col_names)}")
         n = len(table)
         try:
             key = wire.parse_slice(slice_, 1)
@@ -301,6 +308,12 @@ class ContainerReads:
         if not isinstance(rows, slice) or rows.step not in (None, 1):
             raise BadRequest(f"a table is fetched by rows: one index or a start:stop slice ({path})")
         start, stop, _ = rows.indices(n)
+        if field is not None:
+            column = np.asarray(table[field][start : max(start, stop)])
+            if column.dtype == object:
+                raise BadRequest(f"column {field!r} of {path} holds objects: fetch its rows as a table")
+            body = blosc2.asarray(np.ascontiguousarray(column)).to_cframe()
+            return self._sized(body, f"rows {start}:{stop} of {field} in {path}", "ask for fewer rows")
         body = table[start : max(start, stop)].to_cframe()
         return self._sized(body, f"rows {start}:{stop} of {path}", "ask for fewer rows")
 
@@ -320,6 +333,19 @@ class ContainerReads:
         with self._lock:
             while self._copies:
                 _remove(self._copies.popitem()[1])
+
+
+def _schema_of(table) -> dict:
+    with contextlib.suppress(Exception):  # a table of another blosc2 may not say
+        return dict(table.schema_dict())
+    return {}
+
+
+def _vlmeta_of(table) -> dict:
+    with contextlib.suppress(Exception):
+        plain = str | int | float | bool | list | dict  # JSON as it is: anything else is left out
+        return {str(k): v for k, v in table.vlmeta.items() if isinstance(v, plain)}
+    return {}
 
 
 def _check_fields(dtype: np.dtype, field: str | None, what: str) -> None:

@@ -303,7 +303,10 @@ class ReadService:
                 )
             m = self.manifest(loc)
             if (table := self.containers.table(loc, m)) is not None:  # a CTable is a dataset of rows
-                return self.containers.table_fetch(table, params.slice_, loc.path)
+                if params.filter or params.indices:
+                    table.close()
+                    raise BadRequest(f"{loc.path} is a table: fetch rows with slice_, one column with field")
+                return self.containers.table_fetch(table, params.slice_, loc.path, params.field)
             if m.kind == Kind.FILE and loc.rel.lower().endswith(CONTAINER_SUFFIXES):
                 return self._container_whole(loc, m, params, stats)
             if m.kind == Kind.FILE and not files:
