@@ -280,3 +280,9 @@ def test_the_web_ui_opens_containers_as_directories_and_members_as_datasets(stac
     assert ">5<" in member.text or "5</td>" in member.text  # g/a holds 0..5
     assert httpx.get(f"{web}/{name}/does/not/exist").status_code == 404
     assert httpx.get(f"{web}/table.b2z").status_code == 200  # a CTable page never 500s
+    # The root's own tree (and the home page's) opens containers like directories
+    for page in (httpx.get(web), httpx.get(f"{stack.api_url}/")):
+        assert page.status_code == 200
+        assert f'<li class="dir" data-path="{ROOT}/{name}">' in page.text
+        assert f'data-path="{ROOT}/{name}/g/a"' in page.text
+        assert f'<li class="file" data-path="{ROOT}/table.b2z">' in page.text  # a table is one dataset

@@ -36,7 +36,7 @@ def home(services: Services, who: Principal) -> dict:
     """Every visible root with its file tree and subscription state."""
     roots = []
     for name, entry in data.roots(services, who).items():
-        tree, more = views.build_tree(name, data.list_tree(services, who, name))
+        tree, more = views.build_tree(name, data.list_tree_expanded(services, who, name))
         subscribable = name not in (PERSONAL, SHARED)
         roots.append(
             {
@@ -69,7 +69,7 @@ def browse(services: Services, who: Principal, path: str, query: TableQuery) -> 
         "version": query.version,
     }
     if kind == "group":
-        tree, more = views.build_tree(path, data.list_tree(services, who, root, rel))
+        tree, more = views.build_tree(path, data.list_tree_expanded(services, who, root, rel))
         return "directory.html", {**base, "tree": tree, "more": more, "nfiles": meta.get("nfiles", 0)}
     if kind in ("ndarray", "lazy"):
         out = {**base, **_array(services, who, path, meta, query)}

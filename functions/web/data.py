@@ -10,10 +10,14 @@ API does: the UI can reach exactly what the API lets the caller reach.
 
 from __future__ import annotations
 
+import posixpath
+
 import blosc2
 import numpy as np
 
 from functions.engine.answers import Stream
+from functions.engine.containers import CONTAINER_SUFFIXES
+from functions.engine.errors import BadRequest, DatasetNotFound, NotFound
 from functions.engine.reads import FetchParams
 from functions.engine.region import CacheStats
 from functions.engine.spaces import PERSONAL, PUBLIC, SHARED, Location, Principal, resolve
@@ -31,6 +35,32 @@ def roots(services: Services, who: Principal) -> dict[str, dict]:
 def list_tree(services: Services, who: Principal, root: str, rel: str = "") -> list[str]:
     """Every file below ``root/rel``, relative to it, sorted."""
     return services.read.list(resolve(f"{root}/{rel}" if rel else root, who), who)
+
+
+#: Containers of one listing opened to show their members in its tree (each is a read of
+#: the container's directory: the rest show as files and open on their own page)
+EXPANDED_CONTAINERS = 16
+
+
+def list_tree_expanded(services: Services, who: Principal, root: str, rel: str = "") -> list[str]:
+    """:func:`list_tree`, with the members of the first :data:`EXPANDED_CONTAINERS` containers
+    (``.h5``/``.b2z``) below it listed beneath them, so the tree opens them like directories.
+    """
+    files = list_tree(services, who, root, rel)
+    out, opened = [], 0
+    for name in files:
+        out.append(name)
+        if opened >= EXPANDED_CONTAINERS or not name.lower().endswith(CONTAINER_SUFFIXES):
+            continue
+        opened += 1
+        inside = f"{rel}/{name}" if rel else name
+        try:
+            members = list_tree(services, who, root, inside)
+        except (BadRequest, DatasetNotFound, NotFound):
+            continue  # unreadable: it shows as the file it is, and its page says why
+        if members != [posixpath.basename(name)]:  # a CTable lists as itself: one dataset
+            out.extend(f"{name}/{m}" for m in members)
+    return out
 
 
 def _at(loc: Location, version: int | None) -> Location:
