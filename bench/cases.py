@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from bench.common import API_ENV, BIG, MB, ROOT, SMALL_KEY, TOMO, Context, WrongAnswer
 from bench.read_cases import proxy, reads, small_slice
-from bench.state_cases import _frames, cache, coldstart, lazy
+from bench.state_cases import _frames, cache, coldstart, idle, lazy
 from bench.write_cases import propagation, publishing
 
 __all__ = ["API_ENV", "BIG", "CASES", "MB", "ROOT", "SMALL_KEY", "TOMO", "Context", "WrongAnswer"]
@@ -29,4 +29,5 @@ CASES: dict[str, Callable[[Context], dict]] = {
     "lazy": lazy,
     "coldstart": coldstart,
     "frames": _frames,
+    "idle": idle,
 }

@@ -383,9 +383,75 @@ def targets(res: dict) -> list[dict]:
     return out
 
 
+def _inverse(v: float | None) -> float | None:
+    return None if not v else 1.0 / v
+
+
+def targets17(res: dict) -> list[dict]:
+    """Issue 17's targets: ratios of *times*, ours / the peer's (below 1: ours is faster)."""
+    out = []
+    for label, what in (("full", "full array"), ("slice", "50 MB slice")):
+        r = res.get("reads", {}).get(label)
+        if r:
+            ratios = r["throughput_ratios"]
+            zarr = _inverse(ratios.get("plans_vs_zarr_obstore"))
+            out.append(_target(f"{what} via plans, time / zarr + obstore's", zarr, "<=", 1.0))
+            out.append(
+                _target(
+                    f"{what} via plans, time / raw parallel GETs'",
+                    _inverse(ratios["plans_vs_raw_s3"]),
+                    "<=",
+                    1.1,
+                )
+            )
+    s = res.get("small")
+    if s:
+        lat = s["latency_ratios"]
+        out.append(
+            _target("warm tiny slice p50, catclient / Caterva2's", lat["warm_catclient_vs_cat2"], "<=", 1.0)
+        )
+        out.append(
+            _target(
+                "warm tiny slice p50, caterva2.Client on our API / Caterva2's",
+                lat["warm_cat2client_ours_vs_cat2"],
+                "<=",
+                1.0,
+            )
+        )
+        out.append(_target("cold first small read / Caterva2's", lat["cold_catclient_vs_cat2"], "<=", 1.5))
+    lz = res.get("lazy")
+    if lz:
+        out.append(
+            _target(
+                "sum(x) (warm region) / blosc2 on the local file",
+                lz["sum_warm_s"] / lz["sum_blosc2_local_s"],
+                "<=",
+                2.0,
+            )
+        )
+        out.append(
+            _target(
+                "x + 1 (warm region) / blosc2 on the local file",
+                lz["add1_warm_s"] / lz["add1_blosc2_local_s"],
+                "<=",
+                2.0,
+            )
+        )
+    pub = res.get("publish")
+    if pub:
+        out.append(_target("publish 200 MB / boto3 upload_file", pub["time_ratio_vs_upload_file"], "<=", 1.5))
+    idle = res.get("idle")
+    if idle:
+        out.append(_target("idle stack, cores", idle["stack_cores"], "<=", 0.05))
+    return out
+
+
 def _target(name: str, value: float | None, op: str, goal: float) -> dict:
     met = None if value is None else (value >= goal if op == ">=" else value <= goal)
-    text = f"{op} {goal * 100:g} %" if "bytes uploaded" in name else f"{op} {goal}x"
+    if "bytes uploaded" in name:
+        text = f"{op} {goal * 100:g} %"
+    else:
+        text = f"{op} {goal}" if "cores" in name else f"{op} {goal}x"
     return {"target": name, "value": value, "goal": text, "met": met}
 
 
@@ -406,6 +472,12 @@ def render(res: dict, *, markdown: bool = False) -> str:
         for t in targets(res):
             met = {True: "**met**", False: "**missed**", None: "n/a"}[t["met"]]
             lines.append(f"| {t['target']} | {_fmt_value(t)} | {t['goal']} | {met} |")
+        lines.append("")
+        lines.append("| target (issue 17: times, ours / peer's) | this run | goal | met? |")
+        lines.append("|---|---|---|---|")
+        for t in targets17(res):
+            met = {True: "**met**", False: "**missed**", None: "n/a"}[t["met"]]
+            lines.append(f"| {t['target']} | {_fmt_value(t)} | {t['goal']} | {met} |")
         return "\n".join(lines)
     w1 = max((len(r[1]) for r in rows), default=10)
     w2 = max((len(r[2]) for r in rows), default=10)
@@ -417,15 +489,22 @@ def render(res: dict, *, markdown: bool = False) -> str:
             last = sec
         lines.append(f"  {name:<{w1}}  {value:>{w2}}  {ratio}")
     lines.append("")
-    lines.append("targets (issue 8)")
-    for t in targets(res):
-        met = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
-        lines.append(f"  {t['target']:<60} {_fmt_value(t):>8}  goal {t['goal']:<7} {met}")
-    return "\n".join(lines)
+    for title, found in (
+        ("targets (issue 8)", targets(res)),
+        ("targets (issue 17: times, ours / peer's)", targets17(res)),
+    ):
+        lines.append(title)
+        for t in found:
+            met = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+            lines.append(f"  {t['target']:<60} {_fmt_value(t):>8}  goal {t['goal']:<7} {met}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def _fmt_value(t: dict) -> str:
     v = t["value"]
     if v is None:
         return "n/a"
+    if "cores" in t["target"]:
+        return f"{v:.3f}"
     return f"{v * 100:.2f} %" if "bytes uploaded" in t["target"] else f"{v:.2f}x"

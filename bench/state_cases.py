@@ -287,3 +287,33 @@ def _frames(ctx: Context) -> dict:
     from bench.frames import frames
 
     return frames(ctx)
+
+
+#: Seconds the idle stack is watched (quick runs: 2 s)
+IDLE_SECONDS = 10.0
+
+
+def idle(ctx: Context) -> dict:
+    """CPU our stack (both regional APIs, the event dispatcher, moto) uses doing nothing.
+
+    After a settle of 2 s (the last case's background work done), the stack's processes are
+    watched for :data:`IDLE_SECONDS` with no request: cores = CPU seconds / wall seconds.
+    """
+    from bench.measure import CpuMeter
+
+    seconds = 2.0 if ctx.quick else IDLE_SECONDS
+    time.sleep(2.0)
+    meter = CpuMeter(ctx.stack.pids)
+    meter.start()
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    wall = time.perf_counter() - t0
+    used = meter.stop()
+    cores = {k: round(v / wall, 4) for k, v in used.items() if k != "other"}
+    ctx.log(f"  idle stack over {wall:.1f} s: " + ", ".join(f"{k} {v:.3f} cores" for k, v in cores.items()))
+    return {
+        "seconds": round(wall, 2),
+        "cpu_s": used,
+        "cores": cores,
+        "stack_cores": round(sum(cores.values()), 4),
+    }

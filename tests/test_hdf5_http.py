@@ -58,7 +58,13 @@ def _env_args(stack):
 def _check_all(client: cat2.Client, base: str, h5file: Path) -> None:
     """Every convertible dataset of *h5file* below *base*, element for element, through caterva2.Client."""
     want = datasets(h5file)
+    # A publish from outside the region commits catalog versions one file at a time, and the
+    # region learns each by its event: wait for the last one rather than read a middle one
+    deadline = time.monotonic() + 5
     listing = set(client.get_list(base))
+    while not set(want) <= listing and time.monotonic() < deadline:
+        time.sleep(0.1)
+        listing = set(client.get_list(base))
     for rel, values in want.items():
         assert rel in listing, rel
         assert same(client.fetch(f"{base}/{rel}"), values), rel

@@ -28,6 +28,13 @@ B2Z_SUFFIXES = (".b2z",)
 CONTAINER_SUFFIXES = H5_SUFFIXES + B2Z_SUFFIXES
 
 
+def may_be_in_container(rel: str) -> bool:
+    """Whether *rel* names a container or something inside one, by its name alone (no catalog
+    read: the common path of a plain dataset costs nothing).
+    """
+    return any(part.lower().endswith(CONTAINER_SUFFIXES) for part in rel.split("/"))
+
+
 def split_container_path(rel: str, is_file: Callable[[str], bool]) -> tuple[str, str | None]:
     """``(container, "/inner/key")`` for a path inside a container, else ``(rel, None)``.
 

@@ -26,7 +26,7 @@ from catclient.wire import human_bytes
 from functions.engine import answers, describe, history, ranges, spaces
 from functions.engine.answers import AnswerLimits, Stream
 from functions.engine.containerreads import ContainerReads, Member, container_chunk_refused
-from functions.engine.containers import CONTAINER_SUFFIXES
+from functions.engine.containers import CONTAINER_SUFFIXES, may_be_in_container
 from functions.engine.errors import BadRequest, DatasetNotFound, TooLarge
 from functions.engine.fetchrules import FetchParams
 from functions.engine.hdf5 import groups
@@ -107,6 +107,8 @@ class ReadService:
 
     def _missing_member(self, loc: Location) -> Member | None:
         """The container member *loc* names when no dataset has that path, else None."""
+        if not may_be_in_container(loc.rel):
+            return None  # no container in its name: no catalog read on the way of every read
         try:
             if not loc.rel or loc.rel in self._entries(loc.root):
                 return None
@@ -115,6 +117,8 @@ class ReadService:
         return self._member(loc)
 
     def _member(self, loc: Location) -> Member | None:
+        if not may_be_in_container(loc.rel):
+            return None
         try:
             return self.containers.member(loc)
         except DatasetNotFound:
