@@ -46,6 +46,7 @@ def _empty_bucket(s3, bucket: str) -> int:
 _REGION_ATTRS = {
     "origin", "cache", "head_ttl", "memo_ttl", "lru", "_memo", "_memo_lock", "_pool", "_wall",
     "verify_chunks", "in_cache", "_manifests", "_manifest_lock", "copies", "cold",
+    "on_revalidate", "stale_ttl",
 }  # fmt: skip
 
 

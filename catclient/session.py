@@ -7,7 +7,9 @@ uses (``urlbase``, ``timeout``, ``stats``, ``workers``) before calling
 
 from __future__ import annotations
 
+import functools
 import random
+import ssl
 import threading
 import time
 import urllib.parse
@@ -47,6 +49,16 @@ def _retry_after(value: str | None, attempt: int) -> float:
         return _backoff(attempt)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every client of this process (it reads the CA bundle: ~17 ms each).
+
+    Made as httpx makes its own (certifi's bundle, ``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured);
+    a context is safe to share between connections and threads.
+    """
+    return httpx.create_ssl_context()
+
+
 #: Endpoints that read one version of a dataset: a pinned client (``Client.at_version``) adds ``version``
 VERSIONED = frozenset({"info", "fetch", "chunk", "download", "plan", "estimate"})
 
@@ -72,6 +84,7 @@ class Session:
             follow_redirects=False,
             headers={"User-Agent": user_agent},
             transport=transport,
+            verify=_tls_context(),
         )
         try:
             if isinstance(auth, tuple | list):

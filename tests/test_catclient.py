@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -695,3 +696,14 @@ def test_stats_and_repr(api_url):
         assert c.token == "a-token" and c._auth_headers == {"Authorization": "Bearer a-token"}
         assert c.get_roots()  # public reads still work with a token the server may not know
 
+
+
+def test_clients_share_one_tls_context():
+    # Reading the CA bundle costs ~17 ms per context: every client of a process reuses one,
+    # so a short-lived client (a cold read, a CLI command) does not pay it again
+    from catclient.session import _tls_context
+
+    with catclient.Client("https://example.invalid") as a, catclient.Client("http://127.0.0.1:9") as b:
+        contexts = {id(c._http._transport._pool._ssl_context) for c in (a, b)}
+    assert contexts == {id(_tls_context())}
+    assert _tls_context().verify_mode == ssl.CERT_REQUIRED and _tls_context().check_hostname
