@@ -130,3 +130,24 @@ def test_the_copy_backlog_is_bounded():
     gate.set()
     assert writer.flush(10)
     assert store.exists("a") and not store.exists("b") and writer.dropped == 1
+
+
+def test_a_read_in_flight_does_not_hide_a_newer_version_learned_meanwhile():
+    # A local write learns its new head while an older read of it is still in flight (an
+    # event sync's fresh read, say): the older value must not replace it in the memo
+    _, origin, cache, o, c, _ = _setup()
+    region = Region(o, c)
+    key = layout.head_key("t", "a.b2nd")
+    old = region._meta(key, fresh=True)
+    newer = {**old, "version": old["version"] + 1}
+    real = region._meta_uncached
+
+    def slow_read(k, fresh):
+        value = real(k, fresh)
+        region.learn(k, newer)  # committed and learned while this read was on its way
+        return value
+
+    region._meta_uncached = slow_read
+    assert region._meta(key, fresh=True)["version"] == newer["version"]
+    region._meta_uncached = real
+    assert region._meta(key)["version"] == newer["version"]  # the memo kept the newer one

@@ -210,6 +210,11 @@ class Region:
         except (OriginUnavailable, StoreUnavailable) as exc:
             return self._stale(key, hit, now, exc)
         with self._memo_lock:
+            held = self._memo.get(key)
+            # A local write learned while this read was in flight (versions only grow, deletes
+            # included): the newer value stays, or this older read would hide it for memo_ttl
+            if held is not None and _version(held[1]) > _version(value):
+                return held[1]
             self._memo[key] = (now, value)
         return value
 
