@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 
 import httpx
+import urllib3
 
 from catclient import wire
 from catclient.cache import chunk_digest
@@ -161,19 +162,27 @@ class Chunks:
         """A presigned GET (no API credentials: S3 allows one auth mechanism); None if refused."""
         for attempt in range(PRESIGNED_ATTEMPTS):
             try:
-                resp = self._http.get(url)
-            except httpx.HTTPError as exc:
+                status, content = self._presigned_once(url)
+            except (httpx.HTTPError, urllib3.exceptions.HTTPError) as exc:
                 log.debug("presigned GET failed (%s), attempt %d", exc, attempt + 1)
                 time.sleep(0.05 * 2**attempt)
                 continue
-            self.stats.add(bytes_received=len(resp.content))
-            if resp.status_code == 200:
+            self.stats.add(bytes_received=len(content))
+            if status == 200:
                 self.stats.add(chunk_downloads=1)
-                return resp.content
-            if resp.status_code < 500:
+                return content
+            if status < 500:
                 return None  # expired or refused: retrying the same URL will not help
             time.sleep(0.05 * 2**attempt)
         return None
+
+    def _presigned_once(self, url: str) -> tuple[int, bytes]:
+        """One GET of a presigned URL: ``(status, body)`` (urllib3's pool, else the API's client)."""
+        if self._s3 is None:
+            resp = self._http.get(url)
+            return resp.status_code, resp.content
+        resp = self._s3.request("GET", url, preload_content=True, redirect=False)
+        return resp.status, resp.data
 
     def _api_chunks(self, path: str, indices: list[int], sink: wire.ArraySink | None = None,
                     ) -> dict[int, bytes]:

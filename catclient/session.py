@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
 import httpx
+import urllib3
 
 from catclient.errors import (
     BadRequest,
@@ -86,6 +87,18 @@ class Session:
             transport=transport,
             verify=_tls_context(),
         )
+        # Chunk GETs of read plans go straight to S3 through urllib3 (what boto3 uses): about
+        # a tenth less time than httpx for 200 MB of 2 MB chunks, on the CPU the chunks are
+        # decoded with.  A client given its own transport (tests) sends them through it.
+        self._s3 = None
+        if transport is None:
+            self._s3 = urllib3.PoolManager(
+                maxsize=pool,
+                retries=False,  # _get_presigned retries, with backoff
+                timeout=urllib3.Timeout(connect=min(10.0, self.timeout), read=self.timeout),
+                ssl_context=_tls_context(),
+                headers={"User-Agent": user_agent},
+            )
         try:
             if isinstance(auth, tuple | list):
                 if len(auth) != 2:
@@ -102,6 +115,8 @@ class Session:
     def close(self) -> None:
         """Release connections, worker threads and the cache index."""
         self._http.close()
+        if getattr(self, "_s3", None) is not None:
+            self._s3.clear()
         with self._pool_lock:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)

@@ -148,3 +148,50 @@ def test_a_reset_in_the_chunk_fallback_of_a_plan_is_retried(api_url, monkeypatch
         assert proxy.chunk_requests == 8 + 2
     finally:
         proxy.close()
+
+
+def test_presigned_gets_go_through_urllib3_and_survive_a_reset_and_a_503():
+    # A read plan's chunk GETs go straight to S3 through urllib3's pool: a connection reset
+    # and a 503 are retried with backoff, a refusal (403: an expired URL) is not
+    import http.server
+    import socket
+    import struct
+    import threading
+
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's API
+            seen.append(self.path)
+            n = seen.count(self.path)
+            if self.path.startswith("/flaky") and n == 1:  # reset: RST instead of an answer
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                return
+            if self.path.startswith("/flaky") and n == 2:
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status = 403 if self.path.startswith("/expired") else 200
+            body = b"chunk bytes" if status == 200 else b""
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with Client(base) as client:
+            assert client._s3 is not None  # no transport given: the urllib3 pool
+            assert client._get_presigned(f"{base}/flaky?X-Amz-Signature=x") == b"chunk bytes"
+            assert seen.count("/flaky?X-Amz-Signature=x") == 3
+            assert client._get_presigned(f"{base}/expired?X-Amz-Signature=x") is None
+            assert seen.count("/expired?X-Amz-Signature=x") == 1
+    finally:
+        server.shutdown()
