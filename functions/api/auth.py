@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from functions.api.deps import services_of
 from functions.engine.errors import AuthRequired, BadCredentials, InvalidToken, ProviderUnavailable
@@ -52,8 +53,13 @@ def client_address(request: Request, trust_forwarded_for: bool = False) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def caller(request: Request) -> Principal:
-    """Who is asking (verified once per request; anonymous when there is no valid token)."""
+async def caller(request: Request) -> Principal:
+    """Who is asking (verified once per request; anonymous when there is no valid token).
+
+    ``async``: an anonymous request needs no worker thread (a sync dependency costs a
+    threadpool hop on every request); a token is verified in one, as verifying may fetch
+    the pool's signing keys.
+    """
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
@@ -64,13 +70,17 @@ def caller(request: Request) -> Principal:
     elif auth is None:
         who = Principal(token_problem="this server has no user pool, so it accepts no tokens")
     else:
-        try:
-            user = auth.verify(token)
-            who = Principal(sub=user.sub, username=user.username)
-        except (InvalidToken, ProviderUnavailable) as exc:
-            who = Principal(token_problem=str(exc))
+        who = await run_in_threadpool(_verified, auth, token)
     request.state.principal = who
     return who
+
+
+def _verified(auth, token: str) -> Principal:
+    try:
+        user = auth.verify(token)
+    except (InvalidToken, ProviderUnavailable) as exc:
+        return Principal(token_problem=str(exc))
+    return Principal(sub=user.sub, username=user.username)
 
 
 Caller = Annotated[Principal, Depends(caller)]

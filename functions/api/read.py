@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
@@ -99,27 +100,27 @@ def _fetch(request: Request, path: str, params: FetchParams, who: Principal, ran
     )
     headers = {CACHE_HEADER: stats.header(), **answer.headers}
     return _body_response(answer.body, answer.media_type, headers, answer.status)
-    stats = CacheStats()
-    answer = _reads(request).fetch_answer(
-        loc, params, stats, who, range_header=ranged.range, if_range=ranged.if_range
-    )
-    headers = {CACHE_HEADER: stats.header(), **answer.headers}
-    return _body_response(answer.body, answer.media_type, headers, answer.status)
 
 
+@dataclass(frozen=True)
 class Ranged:
     """The ``Range`` and ``If-Range`` headers of a fetch (RFC 9110 section 14)."""
 
-    def __init__(
-        self,
-        range_: Annotated[str | None, Header(alias="Range")] = None,
-        if_range: Annotated[str | None, Header(alias="If-Range")] = None,
-    ) -> None:
-        self.range = range_
-        self.if_range = if_range
+    range: str | None = None
+    if_range: str | None = None
 
 
-RangeHeaders = Annotated[Ranged, Depends()]
+async def ranged_headers(
+    range_: Annotated[str | None, Header(alias="Range")] = None,
+    if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+) -> Ranged:
+    """The range headers; ``async``: two header reads need no worker thread (a sync
+    dependency costs a threadpool hop on every request).
+    """
+    return Ranged(range_, if_range)
+
+
+RangeHeaders = Annotated[Ranged, Depends(ranged_headers)]
 
 
 @router.get("/fetch/{path:path}", summary="A slice of a dataset as a Blosc2 cframe", response_class=Response)
