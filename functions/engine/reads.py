@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from catclient import wire
-from functions.engine import answers, describe, history, ranges, spaces
+from functions.engine import answers, describe, history, hotchunks, ranges, spaces
 from functions.engine.answers import AnswerLimits, Stream
 from functions.engine.containerreads import ContainerReads, Member, container_chunk_refused
 from functions.engine.containers import CONTAINER_SUFFIXES, may_be_in_container
@@ -41,6 +41,8 @@ WORK_HINT = (
     "ask for smaller slices, read chunk by chunk via /api/chunk, or use catclient "
     "(its read plans fetch the chunks straight from S3 and select on the client)"
 )
+#: Bytes of decoded chunks kept for tiny reads (:mod:`functions.engine.hotchunks`)
+DECODED_BYTES = 64 << 20
 #: Longest lifetime given to presigned URLs, seconds (see ``ReadService.__init__``)
 MAX_PRESIGN_SECONDS = 3600
 
@@ -80,8 +82,11 @@ class ReadService(Downloads):
         presign_ttl: int = 300,
         lazy: LazyDatasets | None = None,
         max_read_nbytes: int = 256 << 20,
+        decoded_bytes: int = DECODED_BYTES,
     ) -> None:
         self.region = region
+        # tiny reads inside one chunk, from the chunk decoded once (functions/engine/hotchunks.py)
+        self.decoded = hotchunks.DecodedChunks(decoded_bytes)
         self.limits = AnswerLimits(response_limit, stream_limit)
         self.max_read_nbytes = max_read_nbytes
         # A URL signed with a role's temporary credentials dies with them whatever its
@@ -406,6 +411,9 @@ class ReadService(Downloads):
         try:
             key = wire.parse_key(geo, params.slice_, params.indices)
             post = self._post_step(m, params)
+            tiny = self._from_decoded(m, key, stats) if post is None else None
+            if tiny is not None and (not self.response_limit or len(tiny) <= self.response_limit):
+                return tiny  # else the general path says what an answer over the limit gets
             if self._streams(geo, key, post, sizes, m.path, hint):
 
                 def once(indices):  # read once for this answer: not kept in the chunk LRU
@@ -421,6 +429,23 @@ class ReadService(Downloads):
             raise TooLarge(str(exc)) from None
         except (wire.SliceError, IndexError, TypeError) as exc:
             raise BadRequest(str(exc)) from None
+
+    def _from_decoded(self, m: Manifest, key: tuple, stats: CacheStats) -> bytes | None:
+        """A tiny selection inside one chunk of an n-d array, from that chunk decoded once; else None."""
+        geo = m.geometry
+        if m.kind != Kind.NDARRAY or not self.decoded.max_bytes or not key:
+            return None
+        itemsize = wire.dtype_from_str(geo.dtype).itemsize
+        if wire.selected_nbytes(key, tuple(geo.shape), itemsize) > hotchunks.MAX_SELECTION_BYTES:
+            return None
+        found = hotchunks.single_chunk(geo, key)
+        if found is None:
+            return None
+        nchunk, local = found
+        decoded = self.decoded.get(
+            m.refs[nchunk].identity, geo, lambda: self.region.chunks(m, [nchunk], stats)[nchunk]
+        )
+        return wire.to_cframe(np.array(decoded[local]))  # a copy, C-ordered; 0-d stays 0-d
 
     def _streams(self, geo, key, post, sizes: list[int], name: str, hint: str) -> bool:
         """Whether a selection's answer may outgrow the buffered limit (then it is made on disk, streamed)."""
