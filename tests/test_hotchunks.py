@@ -90,3 +90,29 @@ def test_the_decoded_chunks_stay_within_their_bound():
         assert not decoded.flags.writeable
     assert loads == [0, 1, 2, 3, 1]  # 0 was kept (used again), 1 was the least recent when 3 came
     assert cache._bytes <= cache.max_bytes
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.array(5.0),
+        np.array([7, 9], dtype=np.uint16),
+        np.arange(6, dtype="i8").reshape(2, 3, 1),
+        np.array([(1, 2.0), (3, 4.5)], dtype=[("a", "i4"), ("b", "f8")]),
+        np.array(["ab", "c"]),
+        np.array([True]),
+        np.zeros((0, 3)),
+        np.arange(40000, dtype="f8"),  # over the tiny bound: to_cframe
+    ],
+    ids=["0-d", "u2", "3-d", "records", "unicode", "bool", "empty", "large"],
+)
+def test_tiny_frames_decode_as_to_cframes_do(value):
+    from functions.engine.hotchunks import tiny_cframe
+
+    for _ in range(2):  # the second time from the kept template
+        got = blosc2.ndarray_from_cframe(tiny_cframe(value))[()]
+        assert got.shape == value.shape and got.dtype == value.dtype
+        np.testing.assert_array_equal(got, value)
+    first = tiny_cframe(np.array([1, 2], dtype=np.uint16))
+    tiny_cframe(np.array([3, 4], dtype=np.uint16))  # the same template written again
+    assert blosc2.ndarray_from_cframe(first)[:].tolist() == [1, 2]  # an answer is its own bytes

@@ -445,7 +445,7 @@ class ReadService(Downloads):
         decoded = self.decoded.get(
             m.refs[nchunk].identity, geo, lambda: self.region.chunks(m, [nchunk], stats)[nchunk]
         )
-        return wire.to_cframe(np.array(decoded[local]))  # a copy, C-ordered; 0-d stays 0-d
+        return hotchunks.tiny_cframe(np.array(decoded[local]))  # a copy, C-ordered; 0-d stays 0-d
 
     def _streams(self, geo, key, post, sizes: list[int], name: str, hint: str) -> bool:
         """Whether a selection's answer may outgrow the buffered limit (then it is made on disk, streamed)."""
