@@ -45,7 +45,11 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def run_json(capsys, *argv: str):
     code, out, err = run(capsys, *argv, "--json")
     assert code == 0, err
-    return json.loads(out)
+    # The local stack runs in this process and logs its change events as JSON lines on
+    # stdout too ({"level": ...}): the command's answer is the one line that is not a log
+    answers = [line for line in out.splitlines() if line.strip() and not line.startswith('{"level"')]
+    assert len(answers) == 1, out
+    return json.loads(answers[0])
 
 
 def assert_one_line_error(err: str) -> None:
