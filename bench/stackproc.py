@@ -74,6 +74,9 @@ def _reset(stack: LocalStack, labels: list[str]) -> tuple[dict, dict]:
         if manifests is not None:
             with region._manifest_lock:
                 manifests.clear()
+        read = rt.services.read  # decoded chunks of tiny reads (functions/engine/hotchunks.py)
+        if getattr(read, "decoded", None) is not None:
+            read.decoded = type(read.decoded)(read.decoded.max_bytes)
         out[rt.label] = _empty_bucket(s3, stack.resources["plan"].cache_buckets[rt.label])
         unknown = sorted(set(vars(region)) - _REGION_ATTRS)
         if unknown:
