@@ -105,3 +105,33 @@ def test_stored_leaves_of_a_zip_have_byte_ranges(tmp_path):
         offset, length = where
         raw = (tmp_path / "r.b2z").read_bytes()[offset : offset + length]
         assert np.array_equal(blosc2.ndarray_from_cframe(raw)[:], DATA["/big/noise"])
+
+
+def test_a_stored_hdf5_file_is_read_in_h5pys_own_thread(tmp_path):
+    # h5py holds its global lock while it reads a file object; a pool worker that collects an
+    # h5py object meanwhile needs that lock, so waiting on the pool inside a read deadlocks
+    # (seen once in the conformance run). Reads of a stored file never hand off to the pool.
+    from functions.adapters.memory import MemoryStore
+    from functions.engine.containerreads import ContainerReads, Member
+    from functions.engine.content import load_bytes
+    from functions.engine.publish import Publisher
+    from functions.engine.region import Region
+    from functions.engine.spaces import ANONYMOUS, resolve
+
+    _h5(tmp_path / "t.h5").close()
+    origin = MemoryStore("origin")
+    data = (tmp_path / "t.h5").read_bytes()
+    data += b"\0" * (3 << 20)  # several 1 MiB chunks, so HDF5 reads ahead across them
+    Publisher(origin).publish("r", "t.h5", load_bytes("t.h5", data))
+    region = Region(origin, None)
+
+    class NoPool:
+        def map(self, *args, **kwargs):
+            raise AssertionError("a stored HDF5 file was read through the chunk pool")
+
+    region._pool = NoPool()
+    reads = ContainerReads(region, max_read_nbytes=0, sized=lambda body, what, hint: body)
+    member = Member(resolve("r/t.h5", ANONYMOUS), region.dataset("r", "t.h5"), "/big/noise")
+    assert reads.info(member)["shape"] == list(DATA["/big/noise"].shape)
+    got = blosc2.ndarray_from_cframe(reads.fetch(member, "10:20, 5:9"))[:]
+    np.testing.assert_array_equal(got, DATA["/big/noise"][10:20, 5:9])

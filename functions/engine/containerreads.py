@@ -113,7 +113,7 @@ class ContainerReads:
             stored = StoredFile(
                 int(geo.nbytes),
                 int(geo.chunksize),
-                lambda idx: self.region.chunks(m.manifest, idx, CacheStats()),
+                lambda idx: self.region.chunks(m.manifest, idx, CacheStats(), serial=True),
             )
             try:
                 return H5Container(stored)

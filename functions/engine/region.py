@@ -330,8 +330,15 @@ class Region:
 
     # ------------------------------------------------------------------ chunks
 
-    def _immutable(self, key: str, stats: CacheStats, digest: str | None = None, *,
-                   cache_first: bool = True, copy_now: bool = False) -> bytes:
+    def _immutable(
+        self,
+        key: str,
+        stats: CacheStats,
+        digest: str | None = None,
+        *,
+        cache_first: bool = True,
+        copy_now: bool = False,
+    ) -> bytes:
         """An immutable object: cache bucket, else origin (then copied into the cache bucket).
 
         ``cache_first=False`` goes straight to the origin (the caller knows the
@@ -369,13 +376,23 @@ class Region:
         return self.chunks(manifest, [nchunk], stats)[nchunk]
 
     def chunks(
-        self, manifest: Manifest, indices: Iterable[int], stats: CacheStats, *, keep: bool = True
+        self,
+        manifest: Manifest,
+        indices: Iterable[int],
+        stats: CacheStats,
+        *,
+        keep: bool = True,
+        serial: bool = False,
     ) -> dict[int, bytes]:
         """Bytes of the chunks at *indices*, fetched in parallel; identical chunks once.
 
         ``keep=False`` leaves what was fetched out of the in-process LRU: a streamed
         answer reads a whole dataset once, which would evict the working set of the
         small reads the LRU is for (the chunks stay in the region's cache bucket).
+        ``serial=True`` fetches in the calling thread: for callers that hold a lock other
+        threads may need (h5py reading a stored file holds its global lock, and a worker
+        collecting an h5py object needs it: waiting on that worker would deadlock).  A
+        single chunk is always fetched in the calling thread (no hop to the pool).
         """
         out: dict[int, bytes] = {}
         wanted: dict[str, list[int]] = {}
@@ -396,7 +413,8 @@ class Region:
         def fetch(digest: str) -> tuple[str, bytes]:
             return digest, self._immutable(layout.chunk_key(digest), stats, digest, cache_first=not cold)
 
-        for digest, data in self._pool.map(fetch, wanted):
+        fetched = map(fetch, wanted) if serial or len(wanted) == 1 else self._pool.map(fetch, wanted)
+        for digest, data in fetched:
             if keep:
                 self.lru.put(digest, data)
             for i in wanted[digest]:

@@ -285,9 +285,9 @@ def unfold_stored(
 
     """
     geo = manifest.geometry
-    stored = StoredFile(
-        int(geo.nbytes), int(geo.chunksize), lambda idx: region.chunks(manifest, idx, CacheStats())
-    )
+    # serial: fetched in h5py's own thread, which holds its lock (see Region.chunks)
+    fetch = lambda idx: region.chunks(manifest, idx, CacheStats(), serial=True)  # noqa: E731
+    stored = StoredFile(int(geo.nbytes), int(geo.chunksize), fetch)
     try:
         with stored, convert.open_file(stored) as f:
             return unfold(f, publisher, manifest.root, directory, check=check, progress=progress)
