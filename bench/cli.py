@@ -222,6 +222,7 @@ def run(args: argparse.Namespace) -> dict:
     }
     res = {"meta": meta, **results}
     res["targets"] = report.targets(res)
+    res["targets_issue17"] = report.targets17(res)
     # <date>-<short commit>: runs of different commits on one day do not overwrite each other
     commit = (meta["machine"].get("git_commit") or "")[:7]
     stem = "-".join(x for x in (meta["date"], commit) if x) + ("-quick" if args.quick else "")

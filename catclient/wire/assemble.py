@@ -6,6 +6,8 @@ a whole dataset) are compressed again, for transport (:func:`to_cframe`).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 
 import blosc2
@@ -59,7 +61,10 @@ def assemble_ndarray(
 
 
 def assemble_schunk(
-    geo: Geometry, chunk_bytes: Sequence[bytes] | Iterable[bytes], *, with_vlmeta: bool = True,
+    geo: Geometry,
+    chunk_bytes: Sequence[bytes] | Iterable[bytes],
+    *,
+    with_vlmeta: bool = True,
     urlpath: str | None = None,
 ):
     """A ``blosc2.SChunk`` made of *chunk_bytes* in order (no recompression); a frame file with *urlpath*."""
@@ -192,9 +197,48 @@ def to_ndarray(value, *, urlpath: str | None = None) -> blosc2.NDArray:
     return blosc2.asarray(value, cparams=transport_cparams(max(1, value.dtype.itemsize)), **_file(urlpath))
 
 
+#: Largest answer framed from a kept one-chunk template (bytes); templates kept per thread
+TINY_FRAME_BYTES = 64 << 10
+TEMPLATES_PER_THREAD = 32
+_local = threading.local()
+
+
 def to_cframe(value) -> bytes:
-    """A numpy result as the cframe clients decode (``blosc2.ndarray_from_cframe``)."""
-    return to_ndarray(value).to_cframe()
+    """A numpy result as the cframe clients decode (``blosc2.ndarray_from_cframe``).
+
+    A small one (up to :data:`TINY_FRAME_BYTES`) is written into a kept in-memory contiguous
+    array of one chunk of one block (what blosc2 lays out for a small shape; C order is block
+    order there), one per shape and dtype and thread, whose frame is then taken as it is:
+    0.1 ms instead of the 0.4 ms of a new array and a frame copied out of it.
+    """
+    value = np.asarray(value)
+    template = _template(value) if 0 < value.nbytes <= TINY_FRAME_BYTES else None
+    if template is None:
+        return to_ndarray(value).to_cframe()
+    data = np.ascontiguousarray(value)
+    template.schunk.update_data(0, data.reshape(-1) if value.ndim == 0 else data, copy=True)
+    return template.to_cframe()
+
+
+def _template(value: np.ndarray) -> blosc2.NDArray | None:
+    """The calling thread's one-chunk, one-block array of *value*'s shape and dtype (None: not one)."""
+    templates = getattr(_local, "templates", None)
+    if templates is None:
+        templates = _local.templates = OrderedDict()
+    key = (value.shape, value.dtype)
+    if key not in templates:
+        made = blosc2.empty(
+            value.shape,
+            dtype=value.dtype,
+            cparams=transport_cparams(max(1, value.dtype.itemsize)),
+            contiguous=True,
+        )
+        one_block = tuple(made.chunks) == value.shape == tuple(made.blocks)
+        templates[key] = made if one_block and made.schunk.chunksize == value.nbytes else None
+        while len(templates) > TEMPLATES_PER_THREAD:
+            templates.popitem(last=False)
+    templates.move_to_end(key)
+    return templates[key]
 
 
 def items_schunk(data: bytes, typesize: int, *, urlpath: str | None = None) -> blosc2.SChunk:

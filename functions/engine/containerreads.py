@@ -47,6 +47,8 @@ from functions.engine.spaces import Location
 
 #: Local copies of .b2z containers kept (one per version); each is at most a stored file.
 KEEP_COPIES = 4
+#: Container versions remembered as not holding a CTable (a key each: a few bytes).
+KNOWN_NOT_TABLES = 4096
 #: Bytes of a leaf's window read per piece (a range answer holds a few pieces at a time).
 WINDOW_PIECE = 1 << 20
 #: What a chunk request on an HDF5 member (or on the container) says instead.
@@ -82,6 +84,9 @@ class ContainerReads:
     def __init__(self, region: Region, *, max_read_nbytes: int, sized: Callable) -> None:
         self.region, self.max_read_nbytes, self._sized = region, max_read_nbytes, sized
         self._copies: OrderedDict[tuple, str] = OrderedDict()
+        # Versions of .b2z files known not to hold a CTable: every read of a member asks
+        # (a CTable is one dataset, not a tree), and asking means opening the zip
+        self._not_tables: OrderedDict[tuple, None] = OrderedDict()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ finding
@@ -240,14 +245,23 @@ class ContainerReads:
         """The CTable a stored ``.b2z`` file holds, or None (a TreeStore/DictStore, or no zip)."""
         if manifest.kind != Kind.FILE or not loc.rel.lower().endswith(B2Z_SUFFIXES):
             return None
+        key = (manifest.root, manifest.path, manifest.version)
+        with self._lock:
+            if key in self._not_tables:
+                return None
         path = self._local_copy(Member(loc, manifest, "/"))
         try:
             opened = blosc2.open(path, mode="r")
         except Exception:  # noqa: BLE001 - not a Blosc2 store at all: a plain file
-            return None
+            opened = None
         if isinstance(opened, blosc2.CTable):
             return opened
-        _close(opened)
+        if opened is not None:
+            _close(opened)
+        with self._lock:
+            self._not_tables[key] = None
+            while len(self._not_tables) > KNOWN_NOT_TABLES:
+                self._not_tables.popitem(last=False)
         return None
 
     @staticmethod

@@ -19,20 +19,17 @@ chunk of offsets, beside the ~100 bytes per chunk the manifest's refs already ta
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import blosc2
 import numpy as np
 
 from functions.engine import validation
-from functions.engine.frames import FrameLayout
+from functions.engine.frames import _CBYTES, _FRAME_LEN, _HEADER_LEN, FrameLayout
 from functions.engine.model import ChunkRef
 
 __all__ = ["with_written"]
 
-_HEADER_LEN = slice(11, 15)  # int32, big-endian
-_FRAME_LEN = slice(16, 24)  # uint64, big-endian
-_CBYTES = slice(39, 47)  # int64, big-endian
 #: Specials a frame keeps in a slot's offset instead of in its bytes: the flag bit and
 #: the special's code in the offset's top byte (c-blosc2's frame.c)
 _IN_OFFSET = (validation.SPECIAL_ZERO, validation.SPECIAL_NAN, validation.SPECIAL_UNINIT)
@@ -42,33 +39,29 @@ def _offset_of_special(special: int) -> int:
     return int(np.int64(np.uint64((0x80 | special) << 56).view(np.int64)))
 
 
-def _cut(pieces: Sequence[ChunkRef], start: int, stop: int) -> bytes | None:
-    """Bytes ``start:stop`` of a frame laid out as *pieces*, when inline pieces hold them all."""
-    out, at = [], 0
-    for piece in pieces:
-        lo, hi = max(start, at), min(stop, at + piece.size)
-        if hi > lo:
-            if piece.inline is None:
-                return None  # a stored object: not read here (the frame is then not kept)
-            out.append(piece.inline[lo - at : hi - at])
-        at += piece.size
+def _cut(frame: FrameLayout, start: int, stop: int) -> bytes | None:
+    """Bytes ``start:stop`` of *frame*, when inline pieces hold them all."""
+    out = []
+    for i, lo, hi in frame.overlapping(start, stop):
+        piece = frame.pieces[i]
+        if piece.inline is None:
+            return None  # a stored object: not read here (the frame is then not kept)
+        out.append(piece.inline[lo:hi])
     data = b"".join(out)
     return data if len(data) == stop - start else None
 
 
-def _between(pieces: Sequence[ChunkRef], start: int, stop: int) -> list[ChunkRef] | None:
-    """The pieces that lie wholly within ``start:stop`` (inline ones cut to it), in order."""
-    out, at = [], 0
-    for piece in pieces:
-        lo, hi = max(start, at), min(stop, at + piece.size)
-        if hi > lo:
-            if lo == at and hi == at + piece.size:
-                out.append(piece)
-            elif piece.inline is not None:
-                out.append(ChunkRef(size=hi - lo, inline=piece.inline[lo - at : hi - at]))
-            else:
-                return None
-        at += piece.size
+def _between(frame: FrameLayout, start: int, stop: int) -> list[ChunkRef] | None:
+    """The pieces of *frame* within ``start:stop`` (inline ones cut to it), in order."""
+    out = []
+    for i, lo, hi in frame.overlapping(start, stop):
+        piece = frame.pieces[i]
+        if lo == 0 and hi == piece.size:
+            out.append(piece)
+        elif piece.inline is not None:
+            out.append(ChunkRef(size=hi - lo, inline=piece.inline[lo:hi]))
+        else:
+            return None
     return out
 
 
@@ -110,20 +103,20 @@ def with_written(
     if frame is None or not frame.pieces:
         return None
     try:
-        head = _cut(frame.pieces, 0, 64)
+        head = _cut(frame, 0, 64)
         if head is None or head[2:10] != b"b2frame\x00":
             return None
         header_len = struct.unpack(">i", head[_HEADER_LEN])[0]
         cbytes = struct.unpack(">q", head[_CBYTES])[0]
-        header = _cut(frame.pieces, 0, header_len)
+        header = _cut(frame, 0, header_len)
         index_pos = header_len + cbytes
-        index_head = _cut(frame.pieces, index_pos, index_pos + 16)
+        index_head = _cut(frame, index_pos, index_pos + 16)
         if header is None or index_head is None:
             return None
         index_len = struct.unpack("<i", index_head[12:16])[0]
-        index = _cut(frame.pieces, index_pos, index_pos + index_len)
-        trailer = _cut(frame.pieces, index_pos + index_len, frame.size)
-        stored = _between(frame.pieces, header_len, index_pos)
+        index = _cut(frame, index_pos, index_pos + index_len)
+        trailer = _cut(frame, index_pos + index_len, frame.size)
+        stored = _between(frame, header_len, index_pos)
         if index is None or trailer is None or stored is None:
             return None
         offsets = np.frombuffer(blosc2.decompress2(index), np.int64).copy()

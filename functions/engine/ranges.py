@@ -59,9 +59,7 @@ def etag_of(m: Manifest) -> str | None:
     The content hash covers the frame's pieces (and everything else a reader sees), so
     it is the same in every region and every request, and another version has another.
     """
-    if m.content.frame is None:
-        return None
-    return f'"{m.content.content_hash[:32]}"'
+    return None if m.content.frame is None else validator_of(m)
 
 
 def refuse_ranges(what: str) -> RangeNotSatisfiable:

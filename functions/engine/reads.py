@@ -362,13 +362,15 @@ class ReadService(Downloads):
         """:meth:`info` and its headers: a kept frame's ``ETag``, the one its ranges carry; else a
         weak one naming the version (a chunk write that leaves the size alone still moves it).
         """
-        out = self.info(loc, who)
         with self._as_user(loc, who):
             member = self._missing_member(loc)
+            if member is not None:  # found once, described from it (what info would do again)
+                out = self.containers.info(member)
         if member is not None:  # a member's bytes are its container's: so is its validator
             if out.get("accept_ranges") == "bytes":
                 return out, {"ETag": ranges.validator_of(member.manifest)}
             return out, {"ETag": f'W/"v{member.manifest.version}-{member.manifest.mtime}"'}
+        out = self.info(loc, who)
         if out.get("accept_ranges") == "bytes":
             with self._as_user(loc, who):
                 m = self.manifest(loc)
@@ -445,7 +447,7 @@ class ReadService(Downloads):
         decoded = self.decoded.get(
             m.refs[nchunk].identity, geo, lambda: self.region.chunks(m, [nchunk], stats)[nchunk]
         )
-        return hotchunks.tiny_cframe(np.array(decoded[local]))  # a copy, C-ordered; 0-d stays 0-d
+        return wire.to_cframe(np.array(decoded[local]))  # a copy, C-ordered; 0-d stays 0-d
 
     def _streams(self, geo, key, post, sizes: list[int], name: str, hint: str) -> bool:
         """Whether a selection's answer may outgrow the buffered limit (then it is made on disk, streamed)."""
