@@ -114,3 +114,23 @@ def test_a_slice_of_an_elementwise_expression_is_evaluated_box_by_box(monkeypatc
     np.testing.assert_array_equal(out[()], (X[10:110] * 2 + 1)[5:95, 1:45])
     # 90 x 44 selected, read at most 500 elements (11 rows of 44) at a time, each element once
     assert max(x.sizes) <= 500 and sum(x.sizes) == 90 * 44
+
+
+@pytest.mark.parametrize("blocks", [(5, 50), (5, 10)], ids=["rows-blocks", "tiled-blocks"])
+def test_boxes_of_an_elementwise_slice_follow_the_operands_chunks(monkeypatch, blocks):
+    origin = MemoryStore("origin")
+    stored = blosc2.asarray(X, chunks=(10, 50), blocks=blocks)
+    Publisher(origin).publish("t", "x.b2nd", load_object(stored))
+    region = CountingRegion(origin, None)
+    region.asked = []
+    coordinator = compute.Coordinator(region, LocalInvoker(lambda event: compute.handle(region, event)))
+    operands = {"x": region.head("t", "x.b2nd").manifest}
+    # 25 rows of 50 per box, cut to 20: two whole chunks, so no chunk is read for two boxes
+    monkeypatch.setattr(sliced, "RESULT_BOX_ELEMENTS", 25 * 50)
+    np.testing.assert_array_equal(coordinator.evaluate("x * 2 + 1", operands, ()), X * 2 + 1)
+    assert sorted(region.asked) == list(range(12))
+    region.asked.clear()
+    # a slice starting inside a chunk keeps the plain boxes (and the right answer)
+    want = (X * 2 + 1)[15:117, 3:47]
+    np.testing.assert_array_equal(coordinator.evaluate("x * 2 + 1", operands, (slice(15, 117), slice(3, 47))), want)
+    assert set(region.asked) == set(range(1, 12))

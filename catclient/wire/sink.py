@@ -55,10 +55,14 @@ class ArraySink:
         The dataset (an n-d array of at least one dimension).
     key : tuple
         Ints and slices (no index arrays); ``()`` is everything.
+    serial : bool
+        Chunks are put one after another by one thread: Blosc2's own threads
+        decompress each (by default, several chunks are put from several threads,
+        one Blosc2 thread each).
 
     """
 
-    def __init__(self, geo: Geometry, key: Key) -> None:
+    def __init__(self, geo: Geometry, key: Key, *, serial: bool = False) -> None:
         self.geo = geo
         self.dtype = dtype_from_str(geo.dtype)
         if key:
@@ -69,7 +73,7 @@ class ArraySink:
         # Several chunks: one Blosc2 thread each, the parallelism is the callers' threads
         # (Blosc2 releases the GIL while it decompresses: see the module doc); one chunk:
         # Blosc2's own threads
-        self._dparams = {"nthreads": 1} if len(touched) > 1 else {}
+        self._dparams = {"nthreads": 1} if len(touched) > 1 and not serial else {}
         _release_gil()
         self.out = np.empty(tuple(hi - lo for lo, hi in self.box), dtype=self.dtype)
         self.grid = chunk_grid(geo.shape, geo.chunks)
@@ -85,7 +89,7 @@ class ArraySink:
         self.decoded = 0
 
     @classmethod
-    def of(cls, geo: Geometry, key: Key) -> ArraySink | None:
+    def of(cls, geo: Geometry, key: Key, *, serial: bool = False) -> ArraySink | None:
         """A sink for *key*, or None when that read is better done otherwise.
 
         None for SChunks and files, 0-d arrays, index arrays, and keys read
@@ -98,7 +102,7 @@ class ArraySink:
             return None
         if key and chunkwise(key, geo.shape):
             return None
-        return cls(geo, key)
+        return cls(geo, key, serial=serial)
 
     def put(self, nchunk: int, data: bytes) -> None:
         """Decompress stored chunk *nchunk* (as ``schunk.get_chunk`` gives it) into the answer.

@@ -35,6 +35,7 @@ import blosc2
 import numpy as np
 
 from catclient import wire
+from catclient.wire.sink import ArraySink
 from functions.engine import errors, expr, lazy, reductions, sliced
 from functions.engine.errors import BadRequest, NotFound
 from functions.engine.model import Kind, Manifest
@@ -104,7 +105,15 @@ class DatasetSource:
             chunks = self._region.chunks(self._manifest, [0], self._stats)
             return wire.select_ndarray(self._geo, chunks, ())
         touched = wire.touched_chunks(self.shape, self.chunks, key)
-        return wire.select_ndarray(self._geo, self._region.chunks(self._manifest, touched, self._stats), key)
+        chunks = self._region.chunks(self._manifest, touched, self._stats)
+        # Straight into the answer (no NDArray of the chunks, no second copy): most boxes
+        # of a lazy expression are runs of whole chunks
+        sink = ArraySink.of(self._geo, key, serial=True)
+        if sink is None:
+            return wire.select_ndarray(self._geo, chunks, key)
+        for nchunk in touched:
+            sink.put(nchunk, chunks[nchunk])
+        return sink.result()
 
 
 def _sources(region: Region, event: Mapping, stats: CacheStats) -> dict[str, lazy.ArraySource]:

@@ -134,6 +134,27 @@ def _reshapes(checked) -> bool:
     return any(getattr(n.func, "id", None) in special for n in calls)
 
 
+def _box_rows(view: Sliced, sources: Mapping[str, ArraySource], shape: tuple[int, ...]) -> int:
+    """Rows of the result per box: about :data:`RESULT_BOX_ELEMENTS`, whole operand chunks when they line up.
+
+    A box that starts on an operand's chunk boundary and spans whole chunks of it is
+    decompressed straight into place (:class:`catclient.wire.sink.ArraySink`), with no
+    chunk decoded twice for two boxes.
+    """
+    rest = math.prod(view.shape[1:]) or 1
+    rows = max(1, min(view.shape[0], RESULT_BOX_ELEMENTS // rest))
+    first = view.key[0] if view.key else None
+    if not isinstance(first, slice) or first.step != 1:
+        return rows
+    for source in sources.values():
+        chunks = getattr(source, "chunks", None)
+        if chunks and tuple(source.shape) == tuple(shape) and first.start % chunks[0] == 0:
+            if rows > chunks[0]:
+                return rows - rows % chunks[0]
+            return rows
+    return rows
+
+
 def evaluate_chunkwise(checked, sources: Mapping[str, ArraySource], key: tuple, cparams_for):
     """``expression[key]`` of a reduction-free expression, box by box, into a compressed NDArray.
 
@@ -159,9 +180,10 @@ def evaluate_chunkwise(checked, sources: Mapping[str, ArraySource], key: tuple, 
     view = Sliced(_Expression(tree, {**sources, **views}, shape, dtype), full_key(key, shape))
     if not view.shape or 0 in view.shape:
         return None
-    rest = math.prod(view.shape[1:]) or 1
-    rows = max(1, min(view.shape[0], RESULT_BOX_ELEMENTS // rest))
+    rows = _box_rows(view, {**sources, **views}, shape)
     chunks = (rows, *view.shape[1:])
+    # Sparse, then framed once: a contiguous one in memory grows (and is copied) with
+    # every chunk written, which measured no faster for a 50 MB result (143 vs 142 ms)
     out = blosc2.empty(view.shape, dtype=dtype, chunks=chunks, cparams=cparams_for(max(1, dtype.itemsize)))
     for start in range(0, view.shape[0], rows):
         box = (slice(start, min(start + rows, view.shape[0])),) + tuple(slice(None) for _ in view.shape[1:])
