@@ -97,6 +97,10 @@ def publishing(ctx: Context) -> dict:
         out["rows"]["our_publisher"]["median_s"], out["rows"]["boto3_upload_file"]["median_s"]
     )
 
+    from bench.publish_cli import publishing_commands
+
+    out["commands"] = publishing_commands(ctx, bucket, empty_bucket)
+
     # Re-publish after changing 1 % of the chunks, in place in a copy of the file
     before()
     edit = src.with_name("big-edit.b2nd")

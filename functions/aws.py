@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import boto3
@@ -20,8 +21,10 @@ from functions.engine.ports import EventSink
 from functions.engine.publish import Publisher
 from functions.engine.region import Region
 from functions.engine.validation import FrameLimits
-from functions.services import Services
 from functions.settings import Settings
+
+if TYPE_CHECKING:
+    from functions.services import Services
 
 
 def s3_config(endpoint_url: str | None) -> Config:
@@ -204,6 +207,9 @@ def warm(stores) -> threading.Thread:
 
 def build_services(settings: Settings, *, events: EventSink | None = None) -> Services:
     """Wire adapters and domain objects from *settings*."""
+    # Here, not at the top: the publisher's command (cat-publish) needs none of the API's services
+    from functions.services import Services
+
     s3 = s3_client(settings)
     origin = S3Store(_origin_client(settings, s3), settings.origin_bucket)
     cache = S3Store(s3, settings.cache_bucket) if settings.cache_bucket else None

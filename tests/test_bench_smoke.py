@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bench import publish_cli as bench_publish_cli
+
 REPO = Path(__file__).resolve().parent.parent
 HAVE_CAT2 = (REPO / ".venv-cat2" / "bin" / "cat2-server").exists()
 HAVE_ZARR = importlib.util.find_spec("zarr") is not None and importlib.util.find_spec("obstore") is not None
@@ -108,6 +110,13 @@ def test_small_slice(results):
 def test_publish(results):
     pub = results["publish"]
     assert {"our_publisher", "boto3_upload_file"} == set(pub["rows"])
+    commands = pub["commands"]
+    assert set(commands["rows"]) == {"cat_publish", "upload_file_command", *bench_publish_cli.STARTUP}
+    # The pieces of each command's time add up to it (start-up timed alone beside it)
+    b = commands["breakdown_s"]
+    ours = b["python_start"] + b["cat_publish_imports"] + b["cat_publish_client"] + b["cat_publish_work"]
+    assert math.isclose(ours, commands["rows"]["cat_publish"]["median_s"])
+    assert b["python_start"] > 0 and commands["time_ratio"] > 0
     rp = pub["republish_1pct"]
     assert rp["chunks_changed_per_rep"] >= 1
     for rep in rp["reps"]:
