@@ -1,8 +1,8 @@
 """A persistent on-disk cache of compressed chunks, keyed by content hash.
 
-Chunks in S3 are content-addressed (their key is the blake2b-256 of their
-bytes), so a cached chunk never goes stale: the same hash always means the same
-bytes.  A second session, or another process, re-reads nothing it already has.
+Chunks in S3 are content-addressed (their key is the SHA-256 of their bytes,
+see :mod:`catclient.wire.digest`), so a cached chunk never goes stale: the same
+hash always means the same bytes.  A second session, or another process, re-reads nothing it already has.
 
 Layout under the cache directory::
 
@@ -18,7 +18,6 @@ so a damaged file is dropped instead of served.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -28,6 +27,9 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from catclient.wire.digest import chunk_digest as chunk_digest
+from catclient.wire.digest import chunk_matches
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +43,8 @@ LOW_WATERMARK = 0.9
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
-def chunk_digest(data: bytes) -> str:
-    """The content address of a chunk: blake2b-256, hex (as in the read plans)."""
-    return hashlib.blake2b(data, digest_size=32).hexdigest()
-
-
 class ChunkCache:
-    """An LRU-bounded directory of chunks keyed by their blake2b-256 hex digest.
+    """An LRU-bounded directory of chunks keyed by their content address (64 hex digits).
 
     Parameters
     ----------
@@ -98,7 +95,7 @@ class ChunkCache:
     def path_of(self, digest: str) -> Path:
         """File of a chunk (refuses anything that is not a hex digest: no path tricks)."""
         if not _HASH.match(digest):
-            raise ValueError(f"not a blake2b-256 hex digest: {digest!r}")
+            raise ValueError(f"not a 64-hex-digit content address: {digest!r}")
         return self.directory / digest[:2] / digest
 
     # ------------------------------------------------------------------ reads
@@ -120,7 +117,7 @@ class ChunkCache:
             except OSError as exc:
                 log.warning("chunk cache: cannot read %s: %s", path, exc)
                 continue
-            if chunk_digest(data) != digest:
+            if not chunk_matches(data, digest):
                 damaged.append(digest)
                 continue
             found[digest] = data
@@ -169,7 +166,7 @@ class ChunkCache:
         rows = []
         for digest, data in chunks.items():
             path = self.path_of(digest)
-            if not verified and chunk_digest(data) != digest:
+            if not verified and not chunk_matches(data, digest):
                 raise ValueError(f"chunk bytes do not match hash {digest}")
             if not path.exists():
                 self._write_atomic(path, data)

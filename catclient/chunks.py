@@ -15,7 +15,7 @@ import httpx
 import urllib3
 
 from catclient import wire
-from catclient.cache import chunk_digest
+from catclient.cache import chunk_matches
 from catclient.errors import BadRequest, IntegrityError, NotSupported, ServerError
 from catclient.keys import normalize_key, path_str
 from catclient.stats import Progress
@@ -148,13 +148,13 @@ class Chunks:
         if url:
             data = self._get_presigned(url)
             if data is not None:
-                if chunk_digest(data) == digest:
+                if chunk_matches(data, digest):
                     return data
                 log.warning("chunk %s of %s from S3 does not match its hash; asking the API", nchunk, path)
         # No URL (a server without S3, e.g. an in-memory store), an expired one,
         # or bad bytes: the API serves the same chunk, checked the same way
         data = self.get_chunk(path, nchunk)
-        if chunk_digest(data) != digest:
+        if not chunk_matches(data, digest):
             raise IntegrityError(f"chunk {nchunk} of {path} does not match its hash {digest}")
         return data
 

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 import blosc2
 
 from catclient import wire
-from catclient.cache import chunk_digest
+from catclient.cache import chunk_matches
 from catclient.errors import BadRequest, NotFound
 
 STATE_NAME = ".catclient-sync.json"
@@ -247,7 +247,7 @@ class _LocalChunks:
         if i is None:
             return None
         data = self._schunk.get_chunk(i)
-        return data if chunk_digest(data) == digest else None
+        return data if chunk_matches(data, digest) else None
 
 
 __all__ = ["STATE_NAME", "SyncReport", "sync"]

@@ -76,6 +76,15 @@ def _cparams(schunk) -> dict:
 HASH_PIECE = 4 << 20
 
 
+def data_hash(data) -> str:
+    """128 bits of SHA-256 of *data*, hex: what a manifest records of a chunk's decompressed bytes.
+
+    SHA-256 for the speed of hardware hashing (see :func:`functions.engine.layout.chunk_hash`):
+    a publish hashes every decompressed byte (200 MB: 0.15 s against blake2b's 0.42 s here).
+    """
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
 def decompressed_hash(chunk: bytes, header: validation.ChunkHeader | None = None) -> str:
     """128-bit hash of a chunk's decompressed bytes (decompression runs at GB/s).
 
@@ -86,9 +95,9 @@ def decompressed_hash(chunk: bytes, header: validation.ChunkHeader | None = None
     """
     header = header or validation.chunk_header(chunk)
     if not header.needs_decompression:
-        return hashlib.blake2b(b"special:" + bytes(chunk), digest_size=16).hexdigest()
+        return data_hash(b"special:" + bytes(chunk))
     if header.nbytes <= HASH_PIECE:
-        return hashlib.blake2b(blosc2.decompress2(chunk), digest_size=16).hexdigest()
+        return data_hash(blosc2.decompress2(chunk))
     # A super-chunk of its own per call: blosc2 contexts are not shared between threads
     typesize = max(1, header.typesize)
     one = blosc2.SChunk(chunksize=header.nbytes, cparams=blosc2.CParams(typesize=typesize))
@@ -96,13 +105,13 @@ def decompressed_hash(chunk: bytes, header: validation.ChunkHeader | None = None
     items = header.nbytes // typesize
     step = max(1, HASH_PIECE // typesize)
     buffer = bytearray(step * typesize)
-    digest = hashlib.blake2b(digest_size=16)
+    digest = hashlib.sha256()  # data_hash, a piece at a time
     for start in range(0, items, step):
         n = min(step, items - start)
         piece = memoryview(buffer)[: n * typesize]
         one.get_slice(start, start + n, out=piece)
         digest.update(piece)
-    return digest.hexdigest()
+    return digest.hexdigest()[:32]
 
 
 def _describe(item: tuple[int, bytes, validation.ChunkHeader], name: str) -> ChunkRef:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
+from catclient.wire.digest import chunk_digest
+from catclient.wire.digest import chunk_matches as chunk_matches
+
+#: Content address of a compressed chunk (SHA-256 hex; one definition with the client's)
+chunk_hash = chunk_digest
 
 ROOTS_KEY = "roots.json"
 SUBSCRIPTIONS_KEY = "s/subscriptions.json"
-
-
-def chunk_hash(data: bytes) -> str:
-    """Content address of a compressed chunk: blake2b-256, hex (fast, collision-safe)."""
-    return hashlib.blake2b(data, digest_size=32).hexdigest()
 
 
 def chunk_key(digest: str) -> str:

@@ -364,7 +364,7 @@ class Region:
             raise OriginUnavailable(f"origin unreachable and {key} is not cached: {exc}") from exc
         except NotFound:
             raise DatasetNotFound(f"object {key} is missing from the origin") from None
-        if digest is not None and self.verify_chunks and layout.chunk_hash(data) != digest:
+        if digest is not None and self.verify_chunks and not layout.chunk_matches(data, digest):
             raise CorruptChunk(f"chunk {digest} read from the origin does not match its hash")
         stats.add(misses=1, origin_bytes=len(data))
         if self.cache is not None:

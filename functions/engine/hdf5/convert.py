@@ -8,7 +8,6 @@ soft and external links, ...) is skipped and reported, never an exception.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import os
@@ -20,6 +19,7 @@ import h5py
 import numpy as np
 
 from catclient.wire import INLINE_CHUNK_MAX, dtype_to_str
+from functions.engine.content import data_hash
 from functions.engine.hdf5 import attrs as h5attrs
 from functions.engine.hdf5.chunking import Plan, plan_chunks
 
@@ -290,7 +290,7 @@ def decompressed_hash(chunk: bytes) -> str | None:
     """What a manifest records to recognise an unchanged chunk (None for inlined special chunks)."""
     if len(chunk) <= INLINE_CHUNK_MAX:
         return None
-    return hashlib.blake2b(blosc2.decompress2(chunk), digest_size=16).hexdigest()
+    return data_hash(blosc2.decompress2(chunk))
 
 
 def iter_chunks(item: Item) -> Iterator[tuple[int, bytes]]:
