@@ -106,6 +106,7 @@ def plan(files, sizes) -> None:
     from catclient import wire
     from catclient.cache import chunk_digest
     from functions.engine.region import CacheStats
+    from functions.engine.spaces import ANONYMOUS, locate
 
     stack = _stack(files)
     try:
@@ -148,7 +149,8 @@ def plan(files, sizes) -> None:
         first = _median_ms(lambda: region.ensure_cached(m, idx, CacheStats()), 1)
         ensure = _median_ms(lambda: region.ensure_cached(m, idx, CacheStats()))
         presign = _median_ms(lambda: [region.presign(r.digest, 300) for r in m.refs])
-        whole = _median_ms(lambda: read.plan("bench", files["big"].name, None, CacheStats()))
+        loc = locate("bench", files["big"].name, ANONYMOUS)
+        whole = _median_ms(lambda: read.plan(loc, None, CacheStats(), ANONYMOUS))
         print(
             f"plan request in process: ensure_cached {first:.0f} ms the first time ({len(idx)} HEADs),"
             f" {ensure:.1f} ms after (chunks known to be cached), presign x{len(idx)} {presign:.0f} ms,"
